@@ -1,0 +1,5 @@
+"""``python -m analyzer`` is the ``canary-analyzer`` command."""
+
+from analyzer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""One rule check evaluated on one step's windows -> CheckResult with its numbers.
+
+Status before correction: ``nodata`` when a group has no samples, ``inconclusive`` below the
+minimum samples, otherwise the test's p-value is attached and the judge decides pass/fail after
+the familywise correction.
+
+Must not: aggregate checks or decide the rollout (that is judge.py and rollout/).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from analyzer.analysis.windows import StepWindows
+from analyzer.config import CheckSpec
+from analyzer.stats.mannwhitney import compare_binned, compare_raw
+from analyzer.stats.rates import compare_rates
+
+CheckStatus = Literal["pass", "fail", "inconclusive", "nodata"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    metric: str
+    status: CheckStatus
+    n_baseline: int
+    n_canary: int
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    effect: float | None = None
+    effect_kind: Literal["ratio", "difference"] = "ratio"
+    ci: tuple[float, float] | None = None
+    method: str | None = None
+    alpha: float = 0.01
+    tolerance: float = 0.0
+    dry_run: bool = False
+    reason: str = ""
+
+    @property
+    def tested(self) -> bool:
+        return self.p_value is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """Full result, for logs and notifications."""
+        return {
+            "name": self.name,
+            "metric": self.metric,
+            "status": self.status,
+            "p_value": self.p_value,
+            "p_adjusted": self.p_adjusted,
+            "effect": self.effect,
+            "effect_kind": self.effect_kind,
+            "ci": list(self.ci) if self.ci else None,
+            "n_baseline": self.n_baseline,
+            "n_canary": self.n_canary,
+            "method": self.method,
+            "alpha": self.alpha,
+            "tolerance": self.tolerance,
+            "dry_run": self.dry_run,
+            "reason": self.reason,
+        }
+
+    def evidence(self) -> dict[str, Any]:
+        """The numbers a decision keeps (they travel in the object's state annotation)."""
+        return {
+            "name": self.name,
+            "metric": self.metric,
+            "status": self.status,
+            "p_value": _sig(self.p_value),
+            "p_adjusted": _sig(self.p_adjusted),
+            "effect": _sig(self.effect),
+            "effect_kind": self.effect_kind,
+            "ci": [_sig(self.ci[0]), _sig(self.ci[1])] if self.ci else None,
+            "n_baseline": self.n_baseline,
+            "n_canary": self.n_canary,
+            "method": self.method,
+            "dry_run": self.dry_run,
+        }
+
+    def settle(self, p_adjusted: float) -> CheckResult:
+        """Pass or fail on the corrected p-value."""
+        failed = p_adjusted < self.alpha
+        return replace(
+            self,
+            p_adjusted=p_adjusted,
+            status="fail" if failed else "pass",
+            reason=_explain(self, failed, p_adjusted),
+        )
+
+
+def _sig(x: float | None) -> float | None:
+    return None if x is None else float(f"{x:.6g}")
+
+
+def _explain(r: CheckResult, failed: bool, p_adj: float) -> str:
+    if r.effect_kind == "ratio":
+        shown = f"canary/baseline {r.effect:.3f}" if r.effect is not None else "no effect estimate"
+        ci = f" [{r.ci[0]:.3f}, {r.ci[1]:.3f}]" if r.ci else ""
+        margin = f"tolerance +{r.tolerance:.0%}"
+    else:
+        shown = f"error rate difference {r.effect:+.4f}" if r.effect is not None else ""
+        ci = f" [{r.ci[0]:+.4f}, {r.ci[1]:+.4f}]" if r.ci else ""
+        margin = f"tolerance {r.tolerance:+.4f}"
+    verdict = "exceeds" if failed else "within"
+    return f"{r.metric} {verdict} {margin}: {shown}{ci}, p={p_adj:.3g} (alpha {r.alpha})"
+
+
+def evaluate(check: CheckSpec, windows: StepWindows, min_samples: int) -> CheckResult:
+    """Run one check; the status is final for nodata/inconclusive, provisional otherwise."""
+    need = check.min_samples or min_samples
+    is_rate = check.metric == "error_rate"
+    if is_rate:
+        nb, nc = windows.baseline.requests, windows.canary.requests
+    else:
+        windows.flush()
+        mb = windows.baseline.metrics[check.metric]
+        mc = windows.canary.metrics[check.metric]
+        nb, nc = mb.count, mc.count
+    result = CheckResult(
+        name=check.name,
+        metric=check.metric,
+        status="nodata",
+        n_baseline=nb,
+        n_canary=nc,
+        effect_kind="difference" if is_rate else "ratio",
+        alpha=check.alpha,
+        tolerance=check.tolerance,
+        dry_run=check.dry_run,
+    )
+    if nb == 0 or nc == 0:
+        empty = "baseline" if nb == 0 else "canary"
+        return replace(result, reason=f"no {check.metric} samples from the {empty} group yet")
+    effect: float | None
+    ci: tuple[float, float] | None
+    if is_rate:
+        rate = compare_rates(
+            windows.baseline.errors,
+            nb,
+            windows.canary.errors,
+            nc,
+            tolerance=check.tolerance,
+            alpha=check.alpha,
+        )
+        effect, ci, p, method = rate.effect, rate.ci, rate.p_value, str(rate.method)
+    else:
+        raw_b, raw_c = mb.raw_values(), mc.raw_values()
+        if raw_b is not None and raw_c is not None:
+            shift = compare_raw(
+                raw_b,
+                raw_c,
+                tolerance=check.tolerance,
+                alpha=check.alpha,
+                direction=check.direction,
+            )
+        else:
+            shift = compare_binned(
+                mb.histogram,
+                mc.histogram,
+                tolerance=check.tolerance,
+                alpha=check.alpha,
+                direction=check.direction,
+            )
+        effect, ci, p, method = shift.effect, shift.ci, shift.p_value, str(shift.method)
+    result = replace(result, status="inconclusive", effect=effect, ci=ci, method=method)
+    if nb < need or nc < need:
+        return replace(
+            result, reason=f"too few samples: baseline {nb}, canary {nc}, need {need} each"
+        )
+    return replace(result, p_value=p, reason="tested")

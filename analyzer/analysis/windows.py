@@ -1,0 +1,179 @@
+"""Per rollout x step x group windows: request and error counts, and latency/token histograms.
+
+Events are appended to small pending buffers and folded into the histograms in one numpy call
+when the window is read (``flush``), so the per-event cost is a list append. The first
+``raw_limit`` values of each metric are also kept raw, so small steps can be judged with exact
+tests; past that only histograms grow, and memory stays bounded whatever the traffic.
+
+Latency and token metrics come from successful requests only: a fast 503 says nothing about the
+adapter's speed, and errors are judged by the error-rate check.
+
+Must not: decide anything, or know where events come from.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from analyzer.config import LatencyMetric
+from analyzer.events import AccessEvent
+from analyzer.stats.histogram import FloatArray, LogHistogram
+
+Group = Literal["baseline", "canary"]
+METRICS: tuple[LatencyMetric, ...] = (
+    "ttft",
+    "duration",
+    "tpot",
+    "prompt_tokens",
+    "completion_tokens",
+)
+DEFAULT_RAW_LIMIT = 1000
+
+
+@dataclass
+class MetricWindow:
+    raw_limit: int = DEFAULT_RAW_LIMIT
+    histogram: LogHistogram = field(default_factory=LogHistogram)
+    raw: array[float] = field(default_factory=lambda: array("d"))
+    pending: list[float] = field(default_factory=list)
+
+    def append(self, value: float) -> None:
+        self.pending.append(value)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        room = self.raw_limit - len(self.raw)
+        if room > 0:
+            self.raw.extend(self.pending[:room])
+        self.histogram.add(np.asarray(self.pending, dtype=np.float64))
+        self.pending.clear()
+
+    @property
+    def count(self) -> int:
+        return self.histogram.total + len(self.pending)
+
+    def raw_values(self) -> FloatArray | None:
+        """All values raw, or None once the window has outgrown ``raw_limit``."""
+        self.flush()
+        if self.histogram.total > len(self.raw):
+            return None
+        return np.frombuffer(self.raw, dtype=np.float64).copy()
+
+    def merge(self, other: MetricWindow) -> None:
+        self.flush()
+        other.flush()
+        self.histogram.merge(other.histogram)
+        room = self.raw_limit - len(self.raw)
+        # Raw values stay usable only while both sides still hold all of theirs.
+        if room >= len(other.raw) and other.histogram.total == len(other.raw):
+            self.raw.extend(other.raw)
+        else:
+            self.raw = array("d", [])
+            self.raw_limit = 0
+
+
+@dataclass
+class GroupWindow:
+    raw_limit: int = DEFAULT_RAW_LIMIT
+    requests: int = 0
+    errors: int = 0
+    by_target: Counter[str] = field(default_factory=Counter)
+    metrics: dict[str, MetricWindow] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.metrics:
+            self.metrics = {m: MetricWindow(self.raw_limit) for m in METRICS}
+
+    def add(self, event: AccessEvent) -> None:
+        self.requests += 1
+        self.by_target[event.target] += 1
+        if event.is_error:
+            self.errors += 1
+            return
+        m = self.metrics
+        if event.ttft is not None:
+            m["ttft"].append(event.ttft)
+        if event.duration is not None:
+            m["duration"].append(event.duration)
+        tpot = event.tpot
+        if tpot is not None:
+            m["tpot"].append(tpot)
+        if event.prompt_tokens is not None:
+            m["prompt_tokens"].append(float(event.prompt_tokens))
+        if event.completion_tokens is not None:
+            m["completion_tokens"].append(float(event.completion_tokens))
+
+    def flush(self) -> None:
+        for window in self.metrics.values():
+            window.flush()
+
+    def merge(self, other: GroupWindow) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.by_target.update(other.by_target)
+        for name, window in self.metrics.items():
+            window.merge(other.metrics[name])
+
+
+@dataclass
+class StepWindows:
+    """Both groups' windows for one step of one rollout, from ``started_at`` on."""
+
+    baseline_adapters: frozenset[str]
+    canary_adapters: frozenset[str]
+    started_at: float
+    raw_limit: int = DEFAULT_RAW_LIMIT
+    baseline: GroupWindow = field(init=False)
+    canary: GroupWindow = field(init=False)
+    before_step: int = 0
+    unrouted: Counter[str] = field(default_factory=Counter)
+    last_event_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.baseline = GroupWindow(self.raw_limit)
+        self.canary = GroupWindow(self.raw_limit)
+
+    def group_of(self, target: str) -> Group | None:
+        if target in self.canary_adapters:
+            return "canary"
+        if target in self.baseline_adapters:
+            return "baseline"
+        return None
+
+    def observe(self, event: AccessEvent) -> Group | None:
+        """Fold one event in; events before the step or to other adapters are only counted."""
+        if event.timestamp < self.started_at:
+            self.before_step += 1
+            return None
+        group = self.group_of(event.target)
+        if group is None:
+            self.unrouted[event.target] += 1
+            return None
+        (self.canary if group == "canary" else self.baseline).add(event)
+        if self.last_event_at is None or event.timestamp > self.last_event_at:
+            self.last_event_at = event.timestamp
+        return group
+
+    def observe_all(self, events: Iterable[AccessEvent]) -> None:
+        for event in events:
+            self.observe(event)
+
+    def flush(self) -> None:
+        self.baseline.flush()
+        self.canary.flush()
+
+    def merge(self, other: StepWindows) -> None:
+        """Add a partial window built elsewhere (another consumer) for the same step."""
+        if other.started_at != self.started_at:
+            raise ValueError("windows of different steps do not merge")
+        self.baseline.merge(other.baseline)
+        self.canary.merge(other.canary)
+        self.before_step += other.before_step
+        self.unrouted.update(other.unrouted)

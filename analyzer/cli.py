@@ -1,0 +1,495 @@
+"""Command line: run | replay | simulate | rules validate | rules schema | status.
+
+Must not: hold analysis logic; it loads rules, builds controllers and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from analyzer import __version__
+from analyzer.analysis.judge import Verdict
+from analyzer.config import LoadedRule, json_schema, load_rules
+from analyzer.notify.log import LogNotifier
+from analyzer.rollout.state import RolloutState, annotation_key
+from analyzer.rollout.weights import Target
+from analyzer.routers.base import RouterError, TrafficRouter
+from analyzer.routers.factory import make_router
+from analyzer.runtime.controller import JudgmentListener, RolloutController
+from analyzer.runtime.engine import Engine
+from analyzer.sources.replay import iter_batches
+from analyzer.sources.simulated import GatewaySimulator, TargetsReader, TrafficProfile
+from analyzer.telemetry import configure_logging
+
+DEMO_FILES = ("rule.yaml", "inferencemodel.yaml", "access-log.jsonl.gz")
+
+
+# -- output helpers --
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
+
+
+def _weights(targets: Sequence[tuple[str, int | None]]) -> str:
+    return " ".join(f"{n}={'-' if w is None else w}" for n, w in targets)
+
+
+def _check_brief(c: dict[str, Any]) -> str:
+    eff, ci = c.get("effect"), c.get("ci")
+    if eff is None:
+        shown = "n/a"
+    elif c.get("effect_kind") == "ratio":
+        shown = f"x{eff:.3f}" + (f" [{ci[0]:.2f},{ci[1]:.2f}]" if ci else "")
+    else:
+        shown = f"{eff:+.4f}" + (f" [{ci[0]:+.3f},{ci[1]:+.3f}]" if ci else "")
+    p = c.get("p_adjusted") if c.get("p_adjusted") is not None else c.get("p_value")
+    ptxt = f" p={p:.2g}" if p is not None else ""
+    return f"{c['name']} {shown}{ptxt} {c['status']}"
+
+
+class Progress:
+    """Live lines a person can follow: one per judgment, and a block per decision."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def judgment(self, c: RolloutController, now: float, verdict: Verdict) -> None:
+        s = c.state
+        w = c.windows
+        if s is None or w is None:
+            return
+        elapsed = now - s.step_started_at
+        checks = "  ".join(_check_brief(r.to_json()) for r in verdict.checks)
+        print(
+            f"{_clock(now)}  {c.name}  step {s.step + 1}/{len(s.steps)} {s.canary_percent:>3}%"
+            f"  {elapsed:>4.0f}s  n={w.baseline.requests}/{w.canary.requests}  {checks}"
+            f"  => {verdict.status}",
+            file=self.out,
+            flush=True,
+        )
+
+    def decisions(self, c: RolloutController, start: int) -> None:
+        for n in c.announced[start:]:
+            d = n.decision
+            print(
+                f"{_clock(d.at)}  {c.name}  {d.action.upper():<8} {d.canary_percent}% canary: "
+                f"{d.reason}",
+                file=self.out,
+            )
+            if n.weights_after != n.weights_before:
+                print(f"          weights: {_weights(n.weights_after)}", file=self.out)
+            self.out.flush()
+
+
+class ProgressListener:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.seen: dict[str, int] = {}
+
+    def __call__(self, c: RolloutController, now: float, verdict: Verdict) -> None:
+        self.progress.judgment(c, now, verdict)
+
+    def flush(self, controllers: Sequence[RolloutController]) -> None:
+        for c in controllers:
+            start = self.seen.get(c.name, 0)
+            self.progress.decisions(c, start)
+            self.seen[c.name] = len(c.announced)
+
+
+# -- building --
+
+
+def _load_or_exit(paths: Sequence[str]) -> list[LoadedRule]:
+    rules, errors = load_rules([Path(p) for p in paths])
+    if errors:
+        for err in errors:
+            print(err, file=sys.stderr)
+        raise SystemExit(2)
+    if not rules:
+        print("no rules found in " + ", ".join(paths), file=sys.stderr)
+        raise SystemExit(2)
+    return rules
+
+
+def _controllers(
+    rules: Sequence[LoadedRule], dry_run: bool, listener: JudgmentListener | None
+) -> list[RolloutController]:
+    out = []
+    notifier = LogNotifier()
+    for loaded in rules:
+        try:
+            router = make_router(loaded, dry_run)
+        except RouterError as exc:
+            print(f"{loaded.source}:{loaded.line}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from exc
+        out.append(
+            RolloutController(loaded, router, notifier, dry_run=dry_run, on_judgment=listener)
+        )
+    return out
+
+
+def _demo_dir(workdir: str | None, names: Sequence[str] = DEMO_FILES) -> Path:
+    target = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="canary-analyzer-demo-"))
+    target.mkdir(parents=True, exist_ok=True)
+    demo = resources.files("analyzer") / "demo"
+    for name in names:
+        with resources.as_file(demo / name) as src:
+            shutil.copyfile(src, target / name)
+    return target
+
+
+async def _summary(controllers: Sequence[RolloutController]) -> list[dict[str, Any]]:
+    out = []
+    for c in controllers:
+        try:
+            obj = await c.router.read()
+            weights: dict[str, int | None] = dict(obj.targets)
+        except RouterError as exc:
+            weights = {}
+            c.error = c.error or str(exc)
+        s = c.state
+        out.append(
+            {
+                "name": c.name,
+                "revision": c.revision,
+                "phase": s.phase if s else "Error",
+                "step": s.step if s else None,
+                "canary_percent": s.canary_percent if s else None,
+                "weights": weights,
+                "error": c.error,
+                "decisions": [
+                    {
+                        **{k: v for k, v in n.decision.to_json().items() if k != "checks"},
+                        "weights": dict(n.weights_after),
+                        "checks": [
+                            {
+                                k: ch.get(k)
+                                for k in (
+                                    "name",
+                                    "status",
+                                    "p_value",
+                                    "p_adjusted",
+                                    "effect",
+                                    "ci",
+                                    "n_baseline",
+                                    "n_canary",
+                                    "method",
+                                )
+                            }
+                            for ch in n.decision.checks
+                        ],
+                    }
+                    for n in c.announced
+                ],
+            }
+        )
+    return out
+
+
+def _print_summary(rollouts: list[dict[str, Any]], out: TextIO) -> None:
+    for r in rollouts:
+        line = f"{r['name']}: {r['phase']}"
+        if r["canary_percent"] is not None:
+            line += f" at {r['canary_percent']}% canary"
+        print(line, file=out)
+        if r["error"]:
+            print(f"  error: {r['error']}", file=out)
+        print(f"  weights: {_weights(list(r['weights'].items()))}", file=out)
+
+
+# -- commands --
+
+
+async def _run_file(
+    rules: list[LoadedRule], events: str, dry_run: bool, progress: Progress | None
+) -> tuple[Engine, list[RolloutController], ProgressListener | None]:
+    listener = ProgressListener(progress) if progress else None
+    controllers = _controllers(rules, dry_run, listener)
+    engine = Engine(controllers)
+    for batch in iter_batches(events):
+        for line in batch:
+            if line.strip():
+                await engine.feed_line(line)
+                if listener is not None:
+                    listener.flush(controllers)
+        if engine.finished:
+            break
+    await engine.finish()
+    if listener is not None:
+        listener.flush(controllers)
+    return engine, controllers, listener
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level, args.log_format)
+    rule_paths = args.rules
+    events = args.events
+    if not rule_paths:
+        demo = _demo_dir(args.workdir)
+        print(f"demo: rules, manifest and access log copied to {demo}")
+        rule_paths = [str(demo / "rule.yaml")]
+        events = events or str(demo / "access-log.jsonl.gz")
+    if not events:
+        print("--events FILE|- is required with --rules", file=sys.stderr)
+        return 2
+    rules = _load_or_exit(rule_paths)
+    for loaded in rules:
+        print(
+            f"rule {loaded.name}: {loaded.rule.spec.target.kind} "
+            f"{loaded.rule.spec.target.namespace}/{loaded.rule.spec.target.name} "
+            f"model {loaded.rule.spec.model}, steps {loaded.rule.spec.steps}"
+        )
+    print("time      rule  step  share  age  n=baseline/canary  checks  => verdict")
+    started = time.monotonic()
+    engine, controllers, _ = asyncio.run(
+        _run_file(rules, events, args.dry_run, Progress(sys.stdout))
+    )
+    rollouts = asyncio.run(_summary(controllers))
+    print()
+    _print_summary(rollouts, sys.stdout)
+    st = engine.stats.to_json()
+    print(
+        f"events: {st['accepted']} accepted, {st['ignored']} ignored, {st['rejected']} rejected"
+        + (f" {st['rejected_by_reason']}" if st["rejected"] else "")
+        + f" in {time.monotonic() - started:.1f}s"
+    )
+    return 1 if any(r["error"] for r in rollouts) else 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level, args.log_format)
+    rules = _load_or_exit(args.rules)
+    engine, controllers, _ = asyncio.run(_run_file(rules, args.events, args.dry_run, None))
+    rollouts = asyncio.run(_summary(controllers))
+    doc = {"rollouts": rollouts, "events": engine.stats.to_json()}
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        for r in rollouts:
+            for d in r["decisions"]:
+                print(f"{_clock(d['at'])}  {r['name']}  {d['action']:<8} {d['reason']}")
+        _print_summary(rollouts, sys.stdout)
+        st = engine.stats.to_json()
+        print(
+            f"events: {st['accepted']} accepted, {st['rejected']} rejected "
+            f"{st['rejected_by_reason']}"
+        )
+    return 1 if any(r["error"] for r in rollouts) else 0
+
+
+def _targets_of(router: TrafficRouter) -> TargetsReader:
+    async def read() -> Sequence[Target]:
+        return (await router.read()).targets
+
+    return read
+
+
+async def _simulate(args: argparse.Namespace, rules: list[LoadedRule]) -> list[dict[str, Any]]:
+    progress = Progress(sys.stdout)
+    listener = ProgressListener(progress)
+    controllers = _controllers(rules, args.dry_run, listener)
+    engine = Engine(controllers)
+    sims = [
+        GatewaySimulator(
+            _targets_of(c.router),
+            TrafficProfile(
+                model=c.spec.model,
+                canary=frozenset(c.spec.canary),
+                rps=args.rps,
+                canary_ttft_factor=args.canary_ttft_factor,
+                canary_error_rate=args.canary_error_rate,
+                malformed_ratio=args.malformed_ratio,
+            ),
+            seed=args.seed + i,
+        )
+        for i, c in enumerate(controllers)
+    ]
+    t0 = float(args.start if args.start is not None else int(time.time()))
+    record = Path(args.record).open("wb") if args.record else None  # noqa: SIM115
+    wall0 = time.monotonic()
+    try:
+        await engine.start(t0)
+        listener.flush(controllers)
+        t = t0
+        finished_at: float | None = None
+        while t < t0 + args.max_duration:
+            if engine.finished:
+                finished_at = t if finished_at is None else finished_at
+                if t >= finished_at + args.linger:
+                    break
+            lines: list[bytes] = []
+            for sim in sims:
+                lines.extend(await sim.second(t))
+            lines.sort(key=_line_time)
+            if record is not None:
+                record.writelines(line + b"\n" for line in lines)
+            await engine.feed_lines(lines)
+            listener.flush(controllers)
+            t += 1.0
+            await engine.advance(t)
+            listener.flush(controllers)
+            if args.speed > 0:
+                ahead = (t - t0) / args.speed - (time.monotonic() - wall0)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+    finally:
+        if record is not None:
+            record.close()
+    return await _summary(controllers)
+
+
+def _line_time(line: bytes) -> str:
+    # Simulated lines start with the ISO timestamp, so text order is time order.
+    return line[:48].decode(errors="replace")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level, args.log_format)
+    rule_paths = args.rules
+    if not rule_paths:
+        demo = _demo_dir(args.workdir, DEMO_FILES[:2])
+        print(f"demo: rules and manifest copied to {demo}")
+        rule_paths = [str(demo / "rule.yaml")]
+    rules = _load_or_exit(rule_paths)
+    rollouts = asyncio.run(_simulate(args, rules))
+    print()
+    _print_summary(rollouts, sys.stdout)
+    if args.json:
+        print(orjson.dumps({"rollouts": rollouts}).decode())
+    return 1 if any(r["error"] for r in rollouts) else 0
+
+
+def cmd_rules_validate(args: argparse.Namespace) -> int:
+    rules, errors = load_rules([Path(p) for p in args.paths])
+    for err in errors:
+        print(err)
+    for r in rules:
+        print(f"{r.source}:{r.line}: rule {r.name} ok")
+    if not rules and not errors:
+        print("no rule files found")
+        return 2
+    return 1 if errors else 0
+
+
+def cmd_rules_schema(args: argparse.Namespace) -> int:
+    sys.stdout.buffer.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    rules = _load_or_exit(args.rules)
+
+    async def gather() -> list[tuple[str, str]]:
+        rows = []
+        for loaded in rules:
+            try:
+                obj = await make_router(loaded).read()
+            except RouterError as exc:
+                rows.append((loaded.name, f"error: {exc}"))
+                continue
+            raw = obj.annotations.get(annotation_key(loaded.name))
+            if raw is None:
+                rows.append((loaded.name, f"not started  weights: {_weights(obj.targets)}"))
+                continue
+            state = RolloutState.loads(raw)
+            last = state.history[-1] if state.history else None
+            rows.append(
+                (
+                    loaded.name,
+                    f"{state.phase} step {state.step + 1}/{len(state.steps)} "
+                    f"({state.canary_percent}%)  weights: {_weights(obj.targets)}"
+                    + (
+                        f"\n    last: {last.action} at {_clock(last.at)}: {last.reason}"
+                        if last
+                        else ""
+                    ),
+                )
+            )
+        return rows
+
+    for name, text in asyncio.run(gather()):
+        print(f"{name}: {text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="canary-analyzer", description=__doc__)
+    p.add_argument("--version", action="version", version=__version__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--log-level", default="warning")
+        sp.add_argument("--log-format", choices=["auto", "console", "json"], default="auto")
+        sp.add_argument("--dry-run", action="store_true", help="decide and report, write nothing")
+
+    run = sub.add_parser("run", help="judge a live or recorded access log (embedded mode)")
+    run.add_argument("--rules", action="append", help="rule file or directory (repeatable)")
+    run.add_argument("--events", help="JSONL access log (.gz ok), or - for stdin")
+    run.add_argument("--workdir", help="demo mode: where to copy the bundled files")
+    common(run)
+    run.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("replay", help="event-time replay of a recorded log, at full speed")
+    rp.add_argument("--rules", action="append", required=True)
+    rp.add_argument("--events", required=True)
+    rp.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    common(rp)
+    rp.set_defaults(func=cmd_replay)
+
+    sim = sub.add_parser("simulate", help="closed loop: a simulated gateway follows the weights")
+    sim.add_argument("--rules", action="append")
+    sim.add_argument("--workdir")
+    sim.add_argument("--canary-ttft-factor", type=float, default=1.0)
+    sim.add_argument("--canary-error-rate", type=float, default=None)
+    sim.add_argument("--malformed-ratio", type=float, default=0.0)
+    sim.add_argument("--rps", type=float, default=50.0)
+    sim.add_argument("--speed", type=float, default=0.0, help="simulated s per wall s; 0 = max")
+    sim.add_argument("--max-duration", type=float, default=3600.0, help="simulated seconds")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--start", type=float, default=None, help="simulated start, epoch seconds")
+    sim.add_argument("--record", help="also write the simulated access log here")
+    sim.add_argument(
+        "--linger", type=float, default=0.0, help="simulated seconds of traffic after the end"
+    )
+    sim.add_argument("--json", action="store_true")
+    common(sim)
+    sim.set_defaults(func=cmd_simulate)
+
+    rules = sub.add_parser("rules", help="rule files")
+    rsub = rules.add_subparsers(dest="rules_command", required=True)
+    val = rsub.add_parser("validate", help="check rule files; exit 1 on any problem")
+    val.add_argument("paths", nargs="+")
+    val.set_defaults(func=cmd_rules_validate)
+    sch = rsub.add_parser("schema", help="print the rule JSON Schema")
+    sch.set_defaults(func=cmd_rules_schema)
+
+    st = sub.add_parser("status", help="rollouts recorded on the routed objects")
+    st.add_argument("--rules", action="append", required=True)
+    st.set_defaults(func=cmd_status)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except BrokenPipeError:
+        # The reader (head, less) went away: stop quietly, as Unix tools do.
+        devnull = open(os.devnull, "w")  # noqa: SIM115
+        os.dup2(devnull.fileno(), sys.stdout.fileno())
+        return 141
+    return result

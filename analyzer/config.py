@@ -1,0 +1,525 @@
+"""Rule files: the public contract SREs write, its validation, and the JSON Schema for editors.
+
+A rule file holds one or more YAML documents of ``kind: CanaryRule``. Loading never raises on bad
+input: every problem comes back as a ``RuleError`` with file, line, column and field path, and the
+caller decides what to keep running. Unknown keys are errors.
+
+Must not: start rollouts, touch routed objects, or read events.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+API_VERSION = "canary-analyzer.io/v1alpha1"
+
+_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)(ms|s|m|h))+\s*$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> float:
+    """'90s', '1m30s', '500ms', '2h' or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '30s', '5m'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and _DURATION_RE.match(value):
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
+    else:
+        raise ValueError("a duration is a number of seconds or a string like '30s', '5m', '1h'")
+    if seconds < 0:
+        raise ValueError("a duration must not be negative")
+    return seconds
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h))+$"},
+            ],
+            "description": "seconds, or a string such as 10s, 5m, 1h30m, 500ms",
+        }
+    ),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+CanonicalField = Literal[
+    "timestamp",
+    "model",
+    "target",
+    "status",
+    "ttft",
+    "duration",
+    "prompt_tokens",
+    "completion_tokens",
+    "finish_reason",
+    "request_id",
+]
+TimeUnit = Literal["s", "ms", "us", "ns"]
+TimestampFormat = Literal["auto", "rfc3339", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns"]
+
+
+class FieldSpec(_Model):
+    """Where a canonical field sits in a JSON log line (dotted path) and in which unit."""
+
+    path: str = Field(min_length=1)
+    unit: TimeUnit | None = None
+    format: TimestampFormat | None = None
+
+
+def _field_spec(value: object) -> object:
+    return {"path": value} if isinstance(value, str) else value
+
+
+FieldRef = Annotated[FieldSpec, BeforeValidator(_field_spec)]
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # Istio/Envoy JSON access log (Istio's default JSON keys) plus the model fields a gateway
+    # adds for LLM traffic; see rules/README.md for the accessLogFormat that produces it.
+    "envoy-json": {
+        "timestamp": {"path": "start_time", "format": "rfc3339"},
+        "model": {"path": "model"},
+        "target": {"path": "target_model"},
+        "status": {"path": "response_code"},
+        "ttft": {"path": "response_duration", "unit": "ms"},
+        "duration": {"path": "duration", "unit": "ms"},
+        "prompt_tokens": {"path": "prompt_tokens"},
+        "completion_tokens": {"path": "completion_tokens"},
+        "finish_reason": {"path": "finish_reason"},
+        "request_id": {"path": "request_id"},
+    },
+    # The endpoint picker's per-request log line (zap JSON, epoch seconds in ``ts``).
+    "epp": {
+        "timestamp": {"path": "ts", "format": "epoch_s"},
+        "model": {"path": "model"},
+        "target": {"path": "targetModel"},
+        "status": {"path": "responseCode"},
+        "ttft": {"path": "ttftSeconds", "unit": "s"},
+        "duration": {"path": "latencySeconds", "unit": "s"},
+        "prompt_tokens": {"path": "promptTokens"},
+        "completion_tokens": {"path": "completionTokens"},
+        "finish_reason": {"path": "finishReason"},
+        "request_id": {"path": "requestId"},
+    },
+}
+
+REQUIRED_FIELDS: tuple[CanonicalField, ...] = ("timestamp", "model", "target")
+
+
+class EventsSpec(_Model):
+    """How to read one access-log line."""
+
+    preset: str | None = None
+    fields: dict[CanonicalField, FieldRef] = Field(default_factory=dict)
+    error_statuses: list[int | str] = Field(
+        default_factory=lambda: list[int | str](["5xx"]),
+        description="status codes counted as errors: 503, or a class such as 5xx",
+    )
+    error_finish_reasons: list[str] = Field(default_factory=lambda: ["error"])
+    max_line_bytes: int = Field(default=65536, ge=256, le=16 * 1024 * 1024)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            raise ValueError(f"unknown preset {value!r}; known: {', '.join(sorted(PRESETS))}")
+        return value
+
+    @field_validator("error_statuses")
+    @classmethod
+    def _status_patterns(cls, value: list[int | str]) -> list[int | str]:
+        for item in value:
+            if isinstance(item, int):
+                if not 100 <= item <= 599:
+                    raise ValueError(f"status {item} is not an HTTP status")
+            elif not re.fullmatch(r"[1-5]xx", item):
+                raise ValueError(f"{item!r} is neither a status code nor a class like 5xx")
+        return value
+
+    @model_validator(mode="after")
+    def _required_mapped(self) -> EventsSpec:
+        mapped = set(self.resolved_fields())
+        missing = [f for f in REQUIRED_FIELDS if f not in mapped]
+        if missing:
+            raise ValueError("events need a preset or a mapping for: " + ", ".join(missing))
+        return self
+
+    def resolved_fields(self) -> dict[str, FieldSpec]:
+        """The preset's fields overlaid with the explicit ones."""
+        out: dict[str, FieldSpec] = {}
+        if self.preset:
+            out.update({k: FieldSpec.model_validate(v) for k, v in PRESETS[self.preset].items()})
+        out.update({str(k): v for k, v in self.fields.items()})
+        return out
+
+
+KNOWN_API_VERSIONS: dict[str, tuple[str, ...]] = {
+    "InferenceModel": (
+        "inference.networking.x-k8s.io/v1alpha1",
+        "inference.networking.x-k8s.io/v1alpha2",
+    ),
+    "InferenceModelRewrite": ("llm-d.ai/v1alpha2", "inference.networking.x-k8s.io/v1alpha2"),
+}
+
+
+class TargetRef(_Model):
+    kind: Literal["InferenceModel", "InferenceModelRewrite"]
+    api_version: str
+    namespace: str = Field(default="default", min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=253)
+    file: str | None = Field(
+        default=None, description="manifest on disk (embedded file router), relative to the rule"
+    )
+
+    @field_validator("api_version")
+    @classmethod
+    def _known_version(cls, value: str, info: ValidationInfo) -> str:
+        kind = info.data.get("kind")
+        if kind is None:
+            return value
+        allowed = KNOWN_API_VERSIONS[kind]
+        if value not in allowed:
+            raise ValueError(
+                f"apiVersion {value!r} is not known for {kind}; use one of: {', '.join(allowed)}"
+            )
+        return value
+
+
+class AnalysisSpec(_Model):
+    interval: Duration = 10.0
+    min_step_duration: Duration = 60.0
+    max_step_duration: Duration = 1200.0
+    min_samples: int = Field(default=200, ge=1)
+    failure_threshold: int = Field(default=2, ge=1)
+    on_inconclusive: Literal["hold", "rollback", "pause"] = "hold"
+    dry_run: bool = False
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+
+    @model_validator(mode="after")
+    def _durations(self) -> AnalysisSpec:
+        if self.interval <= 0:
+            raise ValueError("interval must be > 0")
+        if self.max_step_duration < self.min_step_duration:
+            raise ValueError("maxStepDuration must be >= minStepDuration")
+        return self
+
+
+LatencyMetric = Literal["ttft", "duration", "tpot", "prompt_tokens", "completion_tokens"]
+Metric = Literal["ttft", "duration", "tpot", "prompt_tokens", "completion_tokens", "error_rate"]
+
+
+class CheckSpec(_Model):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$", max_length=63)
+    source: Literal["accesslog"] = "accesslog"
+    metric: Metric
+    test: Literal["mann-whitney", "proportion"]
+    direction: Literal["increase", "decrease"] = "increase"
+    tolerance: float = Field(default=0.1, ge=0, lt=1)
+    alpha: float = Field(default=0.01, gt=0, lt=0.5)
+    min_samples: int | None = Field(default=None, ge=1)
+    dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _test_fits_metric(self) -> CheckSpec:
+        if self.metric == "error_rate" and self.test != "proportion":
+            raise ValueError("metric error_rate takes test: proportion")
+        if self.metric != "error_rate" and self.test != "mann-whitney":
+            raise ValueError(f"metric {self.metric} takes test: mann-whitney")
+        if self.metric == "error_rate" and self.direction != "increase":
+            raise ValueError("error_rate checks only fail on an increase")
+        return self
+
+
+def _default_checks() -> list[CheckSpec]:
+    return [
+        CheckSpec(name="ttft", metric="ttft", test="mann-whitney", tolerance=0.1, alpha=0.01),
+        CheckSpec(
+            name="errors", metric="error_rate", test="proportion", tolerance=0.01, alpha=0.01
+        ),
+    ]
+
+
+class RuleSpec(_Model):
+    target: TargetRef
+    model: str = Field(min_length=1, max_length=256)
+    baseline: list[str] = Field(min_length=1, max_length=10)
+    canary: list[str] = Field(min_length=1, max_length=10)
+    steps: list[int] = Field(min_length=1)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    checks: list[CheckSpec] = Field(default_factory=_default_checks, min_length=1)
+    events: EventsSpec = Field(default_factory=lambda: EventsSpec(preset="envoy-json"))
+
+    @field_validator("baseline", "canary")
+    @classmethod
+    def _unique_names(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in value:
+            if not name:
+                raise ValueError("adapter names must not be empty")
+            if name in seen:
+                raise ValueError(f"adapter {name!r} is listed twice")
+            seen.add(name)
+        return value
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[int]) -> list[int]:
+        if any(not 0 < s <= 100 for s in value):
+            raise ValueError("each step is a canary percentage in 1..100")
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError("steps must be strictly increasing")
+        if value[-1] != 100:
+            raise ValueError("the last step must be 100 (promotion)")
+        return value
+
+    @field_validator("canary")
+    @classmethod
+    def _disjoint(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        baseline = info.data.get("baseline")
+        if baseline is None:
+            return value
+        both = sorted(set(baseline) & set(value))
+        if both:
+            raise ValueError(f"baseline and canary must be disjoint; both list {', '.join(both)}")
+        if len(baseline) + len(value) > 10:
+            raise ValueError("baseline and canary together exceed 10 targets (the CRD maximum)")
+        return value
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_checks(cls, value: list[CheckSpec]) -> list[CheckSpec]:
+        names = [c.name for c in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"check names must be unique; repeated: {', '.join(dupes)}")
+        return value
+
+
+class Metadata(_Model):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=55)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class CanaryRule(_Model):
+    api_version: Literal["canary-analyzer.io/v1alpha1"]
+    kind: Literal["CanaryRule"]
+    metadata: Metadata
+    spec: RuleSpec
+
+
+@dataclass(frozen=True)
+class RuleError:
+    file: str
+    line: int
+    column: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
+
+
+@dataclass(frozen=True)
+class LoadedRule:
+    rule: CanaryRule
+    source: Path
+    line: int
+
+    @property
+    def name(self) -> str:
+        return self.rule.metadata.name
+
+    @property
+    def manifest_path(self) -> Path | None:
+        file = self.rule.spec.target.file
+        if file is None:
+            return None
+        path = Path(file)
+        return path if path.is_absolute() else (self.source.parent / path)
+
+
+def _position(node: Any, loc: Sequence[int | str]) -> tuple[int, int]:
+    """Line/column (1-based) of the deepest node on ``loc`` that exists in the YAML tree."""
+    line, col = 0, 0
+    lc = getattr(node, "lc", None)
+    if lc is not None:
+        line, col = lc.line, lc.col
+    for key in loc:
+        if isinstance(node, CommentedMap) and key in node:
+            line, col = node.lc.key(key)
+            node = node[key]
+        elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
+            line, col = node.lc.item(key)
+            node = node[key]
+        else:
+            break
+    return line + 1, col + 1
+
+
+def _field_name(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def parse_rule_text(text: str, source: str) -> tuple[list[CanaryRule], list[RuleError], list[int]]:
+    """Parse every document of one rule file. Returns rules, errors and each rule's line."""
+    yaml = YAML(typ="rt")
+    rules: list[CanaryRule] = []
+    lines: list[int] = []
+    errors: list[RuleError] = []
+    try:
+        docs = [d for d in yaml.load_all(text) if d is not None]
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        errors.append(RuleError(source, line, col, "", f"YAML: {exc.problem or exc}"))
+        return rules, errors, lines
+    if not docs:
+        errors.append(RuleError(source, 1, 1, "", "the file holds no rule"))
+    for doc in docs:
+        if not isinstance(doc, CommentedMap):
+            line, col = _position(doc, [])
+            errors.append(RuleError(source, line, col, "", "a rule must be a YAML mapping"))
+            continue
+        try:
+            rule = CanaryRule.model_validate(_plain(doc))
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]
+                line, col = _position(doc, loc)
+                msg = err["msg"].removeprefix("Value error, ")
+                errors.append(RuleError(source, line, col, _field_name(loc), msg))
+            continue
+        rules.append(rule)
+        lines.append(doc.lc.line + 1)
+    return rules, errors, lines
+
+
+def rule_files(paths: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(
+                p
+                for p in sorted(path.iterdir())
+                if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()
+            )
+        else:
+            out.append(path)
+    return out
+
+
+def target_key(rule: CanaryRule) -> tuple[str, str, str, str, str]:
+    """What two rules must not share: the routed object and the virtual model."""
+    t = rule.spec.target
+    group = t.api_version.split("/")[0]
+    return (t.kind, group, t.namespace, t.name, rule.spec.model)
+
+
+def load_rules(paths: Iterable[Path]) -> tuple[list[LoadedRule], list[RuleError]]:
+    """Load every rule under ``paths``; refuse duplicates by name and by object + model."""
+    loaded: list[LoadedRule] = []
+    errors: list[RuleError] = []
+    for path in rule_files(paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(RuleError(str(path), 0, 0, "", f"cannot read: {exc}"))
+            continue
+        rules, errs, lines = parse_rule_text(text, str(path))
+        errors.extend(errs)
+        loaded.extend(LoadedRule(r, path, ln) for r, ln in zip(rules, lines, strict=True))
+    by_name: dict[str, LoadedRule] = {}
+    by_target: dict[tuple[str, ...], LoadedRule] = {}
+    kept: list[LoadedRule] = []
+    for item in loaded:
+        first = by_name.get(item.name)
+        if first is not None:
+            errors.append(
+                RuleError(
+                    str(item.source),
+                    item.line,
+                    1,
+                    "metadata.name",
+                    f"rule name {item.name!r} is already used at {first.source}:{first.line}",
+                )
+            )
+            continue
+        key = target_key(item.rule)
+        other = by_target.get(key)
+        if other is not None:
+            errors.append(
+                RuleError(
+                    str(item.source),
+                    item.line,
+                    1,
+                    "spec.target",
+                    f"{key[0]} {key[2]}/{key[3]} model {key[4]!r} is already driven by rule "
+                    f"{other.name!r} ({other.source}:{other.line}); one rule per object and model",
+                )
+            )
+            continue
+        by_name[item.name] = item
+        by_target[key] = item
+        kept.append(item)
+    return kept, errors
+
+
+def json_schema() -> dict[str, Any]:
+    schema = CanaryRule.model_json_schema(by_alias=True)
+    # A field may be given as a bare dotted path: say so, as the validator accepts it.
+    fields = schema["$defs"]["EventsSpec"]["properties"]["fields"]
+    fields["additionalProperties"] = {
+        "anyOf": [{"type": "string", "minLength": 1}, fields["additionalProperties"]]
+    }
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "canary-analyzer CanaryRule"
+    return schema

@@ -1,0 +1,312 @@
+"""Access events: one gateway request, parsed from a JSON log line by a configurable field map.
+
+The parser never raises on input. A line is either accepted (an ``AccessEvent``), ignored (a
+well-formed request for a virtual model no rule watches) or rejected and counted under one
+reason (``not_json``, ``missing_field.ttft``, ``negative_value.duration``...). Counters are
+shared by every source (file, stdin, Kafka) so an SRE sees every line accounted for.
+
+Must not: know about rollouts, windows or transports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from analyzer.config import EventsSpec, FieldSpec
+
+# Divisors, not factors: 900000 / 1e6 is 0.9, 900000 * 1e-6 is not.
+_UNIT_DIVISOR = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+_EPOCH_DIVISOR = {"epoch_s": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
+# Accept event times between 2001 and 2286: anything else is a unit mistake, not a request.
+_MIN_EPOCH, _MAX_EPOCH = 1e9, 1e10
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEvent:
+    timestamp: float
+    """Epoch seconds."""
+    model: str
+    """Virtual model the client asked for."""
+    target: str
+    """Adapter that served the request."""
+    status: int | None = None
+    ttft: float | None = None
+    """Seconds to the first byte of the response."""
+    duration: float | None = None
+    """Seconds, request start to last byte."""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    request_id: str | None = None
+    is_error: bool = False
+
+    @property
+    def tpot(self) -> float | None:
+        """Seconds per output token after the first."""
+        if self.ttft is None or self.duration is None or not self.completion_tokens:
+            return None
+        if self.completion_tokens < 2:
+            return None
+        return max(0.0, self.duration - self.ttft) / (self.completion_tokens - 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class Rejected(Exception):
+    """Internal: why a line was refused. Never escapes the parser."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class ParseStats:
+    accepted: int = 0
+    ignored: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+    def merge(self, other: ParseStats) -> None:
+        self.accepted += other.accepted
+        self.ignored += other.ignored
+        self.rejected_by_reason.update(other.rejected_by_reason)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "ignored": self.ignored,
+            "rejected": self.rejected,
+            "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
+        }
+
+
+_MISSING = object()
+
+
+def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
+    parts = path.split(".")
+    if len(parts) == 1:
+        return lambda obj: obj.get(path, _MISSING)
+
+    def get(obj: dict[str, Any]) -> Any:
+        if path in obj:  # a key that itself contains dots
+            return obj[path]
+        cur: Any = obj
+        for part in parts:
+            if isinstance(cur, dict) and part in cur:
+                cur = cur[part]
+            elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+                cur = cur[int(part)]
+            else:
+                return _MISSING
+        return cur
+
+    return get
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool):
+        raise Rejected(f"wrong_type.{name}")
+    if isinstance(value, int | float):
+        num = float(value)
+    elif isinstance(value, str):
+        try:
+            num = float(value)
+        except ValueError:
+            raise Rejected(f"wrong_type.{name}") from None
+    else:
+        raise Rejected(f"wrong_type.{name}")
+    if not math.isfinite(num):
+        raise Rejected(f"non_finite.{name}")
+    return num
+
+
+def _epoch(value: float, fmt: str) -> float:
+    if fmt in _EPOCH_DIVISOR:
+        return value / _EPOCH_DIVISOR[fmt]
+    magnitude = abs(value)
+    if magnitude >= 1e17:
+        return value / 1e9
+    if magnitude >= 1e14:
+        return value / 1e6
+    if magnitude >= 1e11:
+        return value / 1e3
+    return value
+
+
+def _timestamp(value: Any, fmt: str) -> float:
+    if isinstance(value, str) and fmt in ("auto", "rfc3339"):
+        try:
+            ts = datetime.fromisoformat(value.strip()).timestamp()
+        except ValueError:
+            if fmt == "rfc3339":
+                raise Rejected("bad_timestamp") from None
+            try:
+                ts = _epoch(float(value), fmt)
+            except ValueError:
+                raise Rejected("bad_timestamp") from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if fmt == "rfc3339" or not math.isfinite(value):
+            raise Rejected("bad_timestamp")
+        ts = _epoch(float(value), fmt)
+    elif isinstance(value, str):
+        try:
+            ts = _epoch(float(value), fmt)
+        except ValueError:
+            raise Rejected("bad_timestamp") from None
+    else:
+        raise Rejected("bad_timestamp")
+    if not (_MIN_EPOCH <= ts <= _MAX_EPOCH):
+        raise Rejected("bad_timestamp")
+    return ts
+
+
+def _status_matcher(patterns: Iterable[int | str]) -> Callable[[int | None], bool]:
+    exact = {p for p in patterns if isinstance(p, int)}
+    classes = {int(p[0]) for p in patterns if isinstance(p, str)}
+
+    def is_error(status: int | None) -> bool:
+        return status is not None and (status in exact or status // 100 in classes)
+
+    return is_error
+
+
+class EventParser:
+    """Turns log lines into AccessEvents with one rule set's field mapping.
+
+    ``models``: the virtual models someone watches; others are counted as ignored. None keeps all.
+    """
+
+    def __init__(self, spec: EventsSpec, models: Iterable[str] | None = None) -> None:
+        self.spec = spec
+        self.models = frozenset(models) if models is not None else None
+        self.stats = ParseStats()
+        fields = spec.resolved_fields()
+        self._fields: dict[str, tuple[FieldSpec, Callable[[dict[str, Any]], Any]]] = {
+            name: (fs, _getter(fs.path)) for name, fs in fields.items()
+        }
+        self._is_error_status = _status_matcher(spec.error_statuses)
+        self._error_reasons = frozenset(spec.error_finish_reasons)
+        self._max = spec.max_line_bytes
+
+    def parse_line(self, line: bytes | str) -> AccessEvent | None:
+        """One line in, an event or None out; the outcome is always counted."""
+        try:
+            event = self._parse(line)
+        except Rejected as rej:
+            self.stats.rejected_by_reason[rej.reason] += 1
+            return None
+        if event is None:
+            self.stats.ignored += 1
+            return None
+        self.stats.accepted += 1
+        return event
+
+    def parse_object(self, obj: Any) -> AccessEvent | None:
+        """As parse_line, for an already-decoded JSON value."""
+        try:
+            event = self._from_object(obj)
+        except Rejected as rej:
+            self.stats.rejected_by_reason[rej.reason] += 1
+            return None
+        if event is None:
+            self.stats.ignored += 1
+            return None
+        self.stats.accepted += 1
+        return event
+
+    def _parse(self, line: bytes | str) -> AccessEvent | None:
+        if len(line) > self._max:
+            raise Rejected("too_long")
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise Rejected("not_json") from None
+        return self._from_object(obj)
+
+    def _get(self, obj: dict[str, Any], name: str, required: bool) -> Any:
+        entry = self._fields.get(name)
+        value = entry[1](obj) if entry is not None else _MISSING
+        if value is _MISSING or value is None:
+            if required:
+                raise Rejected(f"missing_field.{name}")
+            return None
+        return value
+
+    def _text(self, obj: dict[str, Any], name: str, required: bool) -> str | None:
+        value = self._get(obj, name, required)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            if required and not value:
+                raise Rejected(f"missing_field.{name}")
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        raise Rejected(f"wrong_type.{name}")
+
+    def _latency(self, obj: dict[str, Any], name: str) -> float | None:
+        value = self._get(obj, name, False)
+        if value is None:
+            return None
+        num = _number(value, name)
+        if num < 0:
+            raise Rejected(f"negative_value.{name}")
+        unit = self._fields[name][0].unit or "s"
+        return num / _UNIT_DIVISOR[unit]
+
+    def _count(self, obj: dict[str, Any], name: str) -> int | None:
+        value = self._get(obj, name, False)
+        if value is None:
+            return None
+        num = _number(value, name)
+        if num < 0:
+            raise Rejected(f"negative_value.{name}")
+        if num != int(num):
+            raise Rejected(f"wrong_type.{name}")
+        return int(num)
+
+    def _from_object(self, obj: Any) -> AccessEvent | None:
+        if not isinstance(obj, dict):
+            raise Rejected("not_object")
+        model = self._text(obj, "model", True)
+        assert model is not None
+        if self.models is not None and model not in self.models:
+            return None
+        target = self._text(obj, "target", True)
+        assert target is not None
+        ts_spec = self._fields["timestamp"][0]
+        ts = _timestamp(self._get(obj, "timestamp", True), ts_spec.format or "auto")
+        status_raw = self._get(obj, "status", False)
+        status: int | None = None
+        if status_raw is not None:
+            num = _number(status_raw, "status")
+            if num != int(num) or not 0 <= num <= 999:
+                raise Rejected("wrong_type.status")
+            status = int(num)
+        finish = self._text(obj, "finish_reason", False)
+        return AccessEvent(
+            timestamp=ts,
+            model=model,
+            target=target,
+            status=status,
+            ttft=self._latency(obj, "ttft"),
+            duration=self._latency(obj, "duration"),
+            prompt_tokens=self._count(obj, "prompt_tokens"),
+            completion_tokens=self._count(obj, "completion_tokens"),
+            finish_reason=finish,
+            request_id=self._text(obj, "request_id", False),
+            is_error=self._is_error_status(status) or (finish in self._error_reasons),
+        )

@@ -1,0 +1,57 @@
+"""The TrafficRouter protocol: read and write one routed object's targets for one virtual model.
+
+Every write names the version it was computed from; a router whose object changed since then
+raises ``ConflictError`` instead of overwriting, so a human edit is never silently lost. Weights
+and the rollout state annotation go out in one write, so they cannot disagree.
+
+Must not: decide anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from analyzer.rollout.weights import Target
+
+COMMAND_PREFIX = "canary-analyzer.io/command."
+
+
+def command_key(rule_name: str) -> str:
+    """Annotation a human sets to pause/resume/abort/promote one rule's rollout."""
+    return COMMAND_PREFIX + rule_name
+
+
+class RouterError(Exception):
+    """The object cannot be used: missing, malformed, or not routing the rule's model."""
+
+
+class ConflictError(RouterError):
+    """The object changed since the version a write was computed from."""
+
+
+@dataclass(frozen=True)
+class RoutedObject:
+    version: str
+    targets: tuple[Target, ...]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+class TrafficRouter(Protocol):
+    @property
+    def describe(self) -> str:
+        """Human name of the object, for logs and notifications."""
+        ...
+
+    async def read(self) -> RoutedObject: ...
+
+    async def write(
+        self,
+        *,
+        version: str,
+        targets: Sequence[Target] | None,
+        annotations: Mapping[str, str | None],
+    ) -> RoutedObject:
+        """Set targets (None: leave them) and annotations (None value: delete) atomically."""
+        ...

@@ -1,0 +1,50 @@
+"""Dry-run router: reads through to the real object, writes nothing.
+
+It shows its caller the object as it would be after the writes it swallowed (targets and
+annotations overlaid on the real object), so the controller behaves exactly as live and does not
+mistake its own unwritten weights for a human edit.
+
+Must not: write to the wrapped router.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from analyzer.rollout.weights import Target
+from analyzer.routers.base import RoutedObject, TrafficRouter
+
+
+class DryRunRouter:
+    def __init__(self, inner: TrafficRouter) -> None:
+        self.inner = inner
+        self.targets: tuple[Target, ...] | None = None
+        self.annotations: dict[str, str | None] = {}
+        self.writes = 0
+
+    @property
+    def describe(self) -> str:
+        return f"{self.inner.describe} (dry run)"
+
+    async def read(self) -> RoutedObject:
+        real = await self.inner.read()
+        annotations = {**real.annotations, **self.annotations}
+        return replace(
+            real,
+            targets=self.targets if self.targets is not None else real.targets,
+            annotations={k: v for k, v in annotations.items() if v is not None},
+        )
+
+    async def write(
+        self,
+        *,
+        version: str,
+        targets: Sequence[Target] | None,
+        annotations: Mapping[str, str | None],
+    ) -> RoutedObject:
+        self.writes += 1
+        if targets is not None:
+            self.targets = tuple(targets)
+        self.annotations.update(annotations)
+        return await self.read()

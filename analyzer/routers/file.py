@@ -1,0 +1,205 @@
+"""File router (embedded default): a manifest YAML on disk stands in for the cluster object.
+
+Reads and writes keep the SRE's comments and layout (ruamel round-trip), write atomically (temp
+file in the same directory, fsync, rename) and detect concurrent edits by content hash: a write
+computed from an older version raises ConflictError. The rollout state lives in an annotation
+of the object, exactly as in the cluster.
+
+Must not: decide anything; understand rollout state (it stores strings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from analyzer.config import TargetRef
+from analyzer.rollout.weights import Target
+from analyzer.routers.base import ConflictError, RoutedObject, RouterError
+
+
+def _yaml() -> YAML:
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.width = 1 << 20  # keep the state annotation on one line
+    y.indent(mapping=2, sequence=4, offset=2)
+    return y
+
+
+class FileRouter:
+    def __init__(self, path: Path, target: TargetRef, model: str) -> None:
+        self.path = path
+        self.target = target
+        self.model = model
+
+    @property
+    def describe(self) -> str:
+        return f"{self.target.kind} {self.target.namespace}/{self.target.name} ({self.path})"
+
+    async def read(self) -> RoutedObject:
+        return await asyncio.to_thread(self._read)
+
+    async def write(
+        self,
+        *,
+        version: str,
+        targets: Sequence[Target] | None,
+        annotations: Mapping[str, str | None],
+    ) -> RoutedObject:
+        return await asyncio.to_thread(self._write, version, targets, annotations)
+
+    # -- blocking helpers, run off the event loop --
+
+    def _load(self) -> tuple[bytes, list[Any], CommentedMap]:
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise RouterError(f"cannot read manifest {self.path}: {exc.strerror}") from exc
+        try:
+            docs = list(_yaml().load_all(data))
+        except YAMLError as exc:
+            raise RouterError(f"manifest {self.path} is not valid YAML: {exc}") from exc
+        for doc in docs:
+            if (
+                isinstance(doc, CommentedMap)
+                and doc.get("kind") == self.target.kind
+                and isinstance(doc.get("metadata"), dict)
+                and doc["metadata"].get("name") == self.target.name
+                and doc["metadata"].get("namespace", "default") == self.target.namespace
+            ):
+                if doc.get("apiVersion") != self.target.api_version:
+                    raise RouterError(
+                        f"{self.describe} is {doc.get('apiVersion')}, "
+                        f"the rule names {self.target.api_version}"
+                    )
+                return data, docs, doc
+        raise RouterError(
+            f"{self.path} holds no {self.target.kind} named "
+            f"{self.target.namespace}/{self.target.name}"
+        )
+
+    def _target_list(self, doc: CommentedMap) -> tuple[list[Any], str, str]:
+        """The list of targets for the model, its weight-less name key and the list's key."""
+        spec = doc.get("spec")
+        if not isinstance(spec, dict):
+            raise RouterError(f"{self.describe} has no spec")
+        if self.target.kind == "InferenceModel":
+            if spec.get("modelName") != self.model:
+                raise RouterError(
+                    f"{self.describe} routes model {spec.get('modelName')!r}, not {self.model!r}"
+                )
+            items = spec.get("targetModels")
+            if not isinstance(items, list):
+                items = CommentedSeq()
+                spec["targetModels"] = items
+            return items, "name", "targetModels"
+        rules = spec.get("rules")
+        matching = [
+            r
+            for r in (rules if isinstance(rules, list) else [])
+            if isinstance(r, dict)
+            and any(
+                isinstance(m, dict)
+                and isinstance(m.get("model"), dict)
+                and m["model"].get("value") == self.model
+                for m in r.get("matches", []) or []
+            )
+        ]
+        if len(matching) != 1:
+            raise RouterError(
+                f"{self.describe} has {len(matching)} rules matching model {self.model!r}; "
+                "expected exactly one"
+            )
+        rule = matching[0]
+        key = "split" if "split" in rule and "targets" not in rule else "targets"
+        items = rule.get(key)
+        if not isinstance(items, list):
+            raise RouterError(f"{self.describe}: the rule for {self.model!r} has no {key}")
+        return items, "modelRewrite", key
+
+    def _targets(self, doc: CommentedMap) -> tuple[Target, ...]:
+        items, name_key, _ = self._target_list(doc)
+        out: list[Target] = []
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get(name_key), str):
+                raise RouterError(f"{self.describe}: a target has no {name_key}")
+            weight = item.get("weight")
+            if weight is not None and (not isinstance(weight, int) or isinstance(weight, bool)):
+                raise RouterError(f"{self.describe}: weight of {item[name_key]} is not an integer")
+            out.append((str(item[name_key]), weight))
+        return tuple(out)
+
+    @staticmethod
+    def _annotations(doc: CommentedMap) -> dict[str, str]:
+        ann = doc["metadata"].get("annotations") or {}
+        return {str(k): str(v) for k, v in ann.items()}
+
+    def _read(self) -> RoutedObject:
+        data, _, doc = self._load()
+        return RoutedObject(
+            version=hashlib.sha256(data).hexdigest(),
+            targets=self._targets(doc),
+            annotations=self._annotations(doc),
+        )
+
+    def _write(
+        self,
+        version: str,
+        targets: Sequence[Target] | None,
+        annotations: Mapping[str, str | None],
+    ) -> RoutedObject:
+        data, docs, doc = self._load()
+        if hashlib.sha256(data).hexdigest() != version:
+            raise ConflictError(f"{self.describe} changed since it was read")
+        if targets is not None:
+            items, name_key, _ = self._target_list(doc)
+            new = CommentedSeq()
+            for name, weight in targets:
+                entry = CommentedMap()
+                entry[name_key] = name
+                if weight is not None:
+                    entry["weight"] = weight
+                new.append(entry)
+            items[:] = new
+        meta = doc["metadata"]
+        ann = meta.get("annotations")
+        if ann is None:
+            ann = CommentedMap()
+            meta["annotations"] = ann
+        for key, value in annotations.items():
+            if value is None:
+                ann.pop(key, None)
+            else:
+                ann[key] = value
+        if not ann:
+            del meta["annotations"]
+        buf = io.BytesIO()
+        _yaml().dump_all(docs, buf)
+        out = buf.getvalue()
+        mode = self.path.stat().st_mode & 0o7777
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(out)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return RoutedObject(
+            version=hashlib.sha256(out).hexdigest(),
+            targets=self._targets(doc),
+            annotations=self._annotations(doc),
+        )

@@ -1,0 +1,1 @@
+"""Runtime: wires rules, sources, routers and notifiers around the pure core."""

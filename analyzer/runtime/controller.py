@@ -1,0 +1,288 @@
+"""One rule's rollout at the edge: windows in, judgments on time, actions out to the router.
+
+A controller owns one rule. It adopts the state it finds in the object's annotation when the
+revision matches (a finished rollout stays finished; a live one resumes its step), or starts a
+new rollout. Every judgment reads the object first: targets that differ from what the daemon
+last wrote are a human edit and pause the rollout; a command annotation is a human override.
+Writes carry the version they were computed from; on a conflict the object is re-read and the
+decision is made again from what is there.
+
+Must not: read a clock (``now`` is passed in) or parse lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import structlog
+
+from analyzer.analysis.judge import Verdict, judge
+from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, StepWindows
+from analyzer.config import LoadedRule
+from analyzer.events import AccessEvent
+from analyzer.notify.base import Notification, Notifier
+from analyzer.rollout import machine
+from analyzer.rollout.machine import (
+    COMMANDS,
+    Announce,
+    Command,
+    RestoreWeights,
+    RolloutAction,
+    SetCanaryPercent,
+)
+from analyzer.rollout.state import Decision, RolloutState, annotation_key, revision
+from analyzer.rollout.weights import Target, WeightError, limits_for, split
+from analyzer.routers.base import (
+    ConflictError,
+    RoutedObject,
+    RouterError,
+    TrafficRouter,
+    command_key,
+)
+
+log = structlog.get_logger("analyzer.controller")
+
+JudgmentListener = Callable[["RolloutController", float, Verdict], None]
+MAX_CONFLICT_RETRIES = 3
+
+
+class RolloutController:
+    def __init__(
+        self,
+        loaded: LoadedRule,
+        router: TrafficRouter,
+        notifier: Notifier,
+        *,
+        dry_run: bool = False,
+        raw_limit: int = DEFAULT_RAW_LIMIT,
+        on_judgment: JudgmentListener | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.spec = loaded.rule.spec
+        self.name = loaded.name
+        self.revision = revision(self.spec)
+        self.router = router
+        self.notifier = notifier
+        self.dry_run = dry_run or self.spec.analysis.dry_run
+        self.raw_limit = raw_limit
+        self.limits = limits_for(self.spec.target.kind, self.spec.target.api_version)
+        self.state: RolloutState | None = None
+        self.windows: StepWindows | None = None
+        self.next_judgment_at: float | None = None
+        self.announced: list[Notification] = []
+        self.last_verdict: Verdict | None = None
+        self.error: str | None = None
+        self.on_judgment = on_judgment
+        self._log = log.bind(rule=self.name, object=router.describe)
+
+    @property
+    def decisions(self) -> list[Decision]:
+        return [n.decision for n in self.announced]
+
+    @property
+    def active(self) -> bool:
+        return self.error is None and self.state is not None and not self.state.finished
+
+    # -- life cycle --
+
+    async def begin(self, now: float) -> None:
+        """Adopt the rollout recorded on the object, or start a new one."""
+        try:
+            obj = await self.router.read()
+            raw = obj.annotations.get(annotation_key(self.name))
+            previous = self._parse_state(raw) if raw else None
+            if previous is not None and previous.revision == self.revision:
+                self.state = previous
+                self._log.info(
+                    "rollout_adopted",
+                    phase=previous.phase,
+                    step=previous.step,
+                    canary_percent=previous.canary_percent,
+                    revision=self.revision,
+                )
+                if not previous.finished:
+                    self._reset_windows(previous.step_started_at)
+                    self.next_judgment_at = now
+                return
+            if previous is not None:
+                self._log.info(
+                    "rollout_superseded", old_revision=previous.revision, revision=self.revision
+                )
+            state, actions = machine.start(
+                self.name, self.revision, self.spec.steps, obj.targets, now
+            )
+            self._reset_windows(state.step_started_at)
+            self.next_judgment_at = now + self.spec.analysis.interval
+            await self._apply(obj, state, actions, {})
+        except (RouterError, WeightError) as exc:
+            self._fail(str(exc))
+
+    def observe(self, event: AccessEvent) -> None:
+        if self.windows is not None and self.active:
+            self.windows.observe(event)
+
+    def due(self, now: float) -> bool:
+        return self.active and self.next_judgment_at is not None and now >= self.next_judgment_at
+
+    async def tick(self, now: float) -> None:
+        """Judge once if a judgment is due at ``now``."""
+        if not self.due(now):
+            return
+        assert self.next_judgment_at is not None
+        self.next_judgment_at += self.spec.analysis.interval
+        if self.next_judgment_at <= now:  # skip judgments missed during a gap, but not this one
+            self.next_judgment_at = now + self.spec.analysis.interval
+        try:
+            await self._judge(now)
+        except (RouterError, WeightError) as exc:
+            self._fail(str(exc))
+
+    async def command(self, command: Command, now: float, reason: str) -> None:
+        if self.state is None:
+            return
+        for _ in range(MAX_CONFLICT_RETRIES):
+            obj = await self.router.read()
+            state, actions = machine.on_command(self.state, command, now, reason)
+            try:
+                await self._apply(obj, state, actions, {})
+                return
+            except ConflictError:
+                continue
+        self._fail("the object kept changing under the override; giving up")
+
+    # -- internals --
+
+    async def _judge(self, now: float) -> None:
+        assert self.state is not None and self.windows is not None
+        for _ in range(MAX_CONFLICT_RETRIES):
+            obj = await self.router.read()
+            override = self._override(obj)
+            if override is not None:
+                command, reason = override
+                state, actions = machine.on_command(self.state, command, now, reason)
+                await self._try_apply(obj, state, actions, {command_key(self.name): None})
+                return
+            if (
+                self.state.phase == "Progressing"
+                and self.state.applied
+                and (tuple(obj.targets) != self.state.applied)
+            ):
+                edit = ", ".join(f"{n}={w}" for n, w in obj.targets)
+                state, actions = machine.on_command(
+                    self.state,
+                    "pause",
+                    now,
+                    f"weights changed outside canary-analyzer ({edit}); resume to continue",
+                )
+                await self._try_apply(obj, state, actions, {})
+                return
+            if self.state.phase != "Progressing":
+                return
+            verdict = judge(self.spec.checks, self.spec.analysis, self.windows)
+            self.last_verdict = verdict
+            if self.on_judgment is not None:
+                self.on_judgment(self, now, verdict)
+            state, actions = machine.on_verdict(self.state, verdict, self.spec.analysis, now)
+            try:
+                await self._apply(obj, state, actions, {})
+                return
+            except ConflictError:
+                self._log.warning("write_conflict", retrying=True)
+                continue
+        self._fail("the object kept changing under every write; giving up")
+
+    async def _try_apply(
+        self,
+        obj: RoutedObject,
+        state: RolloutState,
+        actions: list[RolloutAction],
+        extra: dict[str, str | None],
+    ) -> None:
+        try:
+            await self._apply(obj, state, actions, extra)
+        except ConflictError:
+            self._log.warning("write_conflict", retrying=False)
+
+    def _override(self, obj: RoutedObject) -> tuple[Command, str] | None:
+        raw = obj.annotations.get(command_key(self.name))
+        if raw is None:
+            return None
+        word, _, note = raw.partition(":")
+        word = word.strip().lower()
+        if word not in COMMANDS:
+            self._log.warning("unknown_command", command=raw, known=list(COMMANDS))
+            return None
+        return word, note.strip() or f"annotation {command_key(self.name)}={raw}"
+
+    async def _apply(
+        self,
+        obj: RoutedObject,
+        state: RolloutState,
+        actions: list[RolloutAction],
+        extra: dict[str, str | None],
+    ) -> None:
+        targets: tuple[Target, ...] | None = None
+        for action in actions:
+            if isinstance(action, SetCanaryPercent):
+                targets = tuple(
+                    split(
+                        state.original,
+                        self.spec.baseline,
+                        self.spec.canary,
+                        action.percent,
+                        self.limits,
+                    )
+                )
+            elif isinstance(action, RestoreWeights):
+                targets = state.original
+        if targets is not None:
+            state = replace(state, applied=targets)
+        previous = self.state
+        changed = previous is None or state != previous or bool(extra)
+        if changed:
+            await self.router.write(
+                version=obj.version,
+                targets=targets,
+                annotations={annotation_key(self.name): state.dumps(), **extra},
+            )
+        self.state = state
+        if (
+            previous is None
+            or state.step_started_at != previous.step_started_at
+            or (state.phase == "Progressing" and previous.phase != "Progressing")
+        ):
+            self._reset_windows(state.step_started_at)
+        for action in actions:
+            if isinstance(action, Announce):
+                notification = Notification(
+                    rule=self.name,
+                    revision=self.revision,
+                    object=self.router.describe,
+                    phase=state.phase,
+                    decision=action.decision,
+                    weights_before=tuple(obj.targets),
+                    weights_after=targets if targets is not None else tuple(obj.targets),
+                    dry_run=self.dry_run,
+                )
+                self.announced.append(notification)
+                await self.notifier.notify(notification)
+
+    def _reset_windows(self, started_at: float) -> None:
+        self.windows = StepWindows(
+            frozenset(self.spec.baseline),
+            frozenset(self.spec.canary),
+            started_at,
+            raw_limit=self.raw_limit,
+        )
+
+    def _parse_state(self, raw: str) -> RolloutState | None:
+        try:
+            return RolloutState.loads(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._log.warning("state_annotation_unreadable", error=str(exc))
+            return None
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self._log.error("rollout_error", error=message)

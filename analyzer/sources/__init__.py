@@ -1,0 +1,1 @@
+"""Event sources: files and stdin (embedded, replay), the simulated gateway; Kafka later."""

@@ -1,0 +1,101 @@
+import gzip
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from analyzer.cli import main
+from tests.conftest import DEMO, ROOT, fresh_demo, replay
+
+
+def test_rules_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "validate", str(ROOT / "rules")]) == 0
+    assert "rule sql-lora-v2 ok" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((DEMO / "rule.yaml").read_text().replace("minSamples: 200", "minSamples: lots"))
+    assert main(["rules", "validate", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad}:22:5: spec.analysis.minSamples: Input should be a valid integer" in out
+    assert main(["rules", "validate", str(tmp_path / "empty-dir-missing")]) != 0
+
+
+def test_rules_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "canary-analyzer CanaryRule"
+    assert "minStepDuration" in json.dumps(schema)
+
+
+def test_run_demo_mode_shows_progress_and_decisions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "START" in out and "ADVANCE" in out and "PROMOTE" in out
+    assert "lora-request-canary: Succeeded at 100% canary" in out
+    assert "step 1/4  10%" in out and "ttft x" in out
+    assert (tmp_path / "inferencemodel.yaml").exists()
+    # status reads the state back from the object
+    assert main(["status", "--rules", str(tmp_path / "rule.yaml")]) == 0
+    status = capsys.readouterr().out
+    assert "lora-request-canary: Succeeded step 4/4 (100%)" in status
+    assert "last: promote" in status
+
+
+@pytest.mark.slow
+def test_installed_entry_point_reads_stdin(
+    tmp_path: Path, simulated_log: Callable[..., Path]
+) -> None:
+    work = fresh_demo(tmp_path)
+    log = simulated_log(canary_ttft_factor=1.4)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analyzer",
+            "run",
+            "--rules",
+            str(work / "rule.yaml"),
+            "--events",
+            "-",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+        ],
+        input=log.read_bytes(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"ROLLBACK" in proc.stdout
+    decisions = [
+        json.loads(line) for line in proc.stderr.splitlines() if b'"rollout_decision"' in line
+    ]
+    assert [d["action"] for d in decisions] == ["start", "hold", "rollback"]
+    assert decisions[-1]["checks"][0]["name"] == "ttft"
+
+
+def test_gzip_logs_are_read(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = simulated_log(canary_ttft_factor=1.4)
+    gz = tmp_path / "log.jsonl.gz"
+    gz.write_bytes(gzip.compress(log.read_bytes()))
+    work = fresh_demo(tmp_path / "w")
+    doc = replay(work / "rule.yaml", gz, capsys=capsys)
+    assert doc["rollouts"][0]["phase"] == "RolledBack"
+    assert doc["events"]["accepted"] == len(log.read_bytes().splitlines())
+
+
+def test_invalid_rules_refuse_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = fresh_demo(tmp_path) / "rule.yaml"
+    bad.write_text(bad.read_text().replace("steps: [10, 25, 50, 100]", "steps: [10, 25]"))
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", "--rules", str(bad), "--events", str(DEMO / "access-log.jsonl.gz")])
+    assert exc.value.code == 2
+    assert "spec.steps: the last step must be 100" in capsys.readouterr().err

@@ -1,0 +1,320 @@
+"""The embedded product end to end on files: simulated gateway logs, replay, decisions, manifest.
+
+Logs come from the closed-loop simulator (the gateway follows the weights the analyzer writes),
+so each step really shifts traffic; replays then run on fresh copies of the bundled manifest.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from ruamel.yaml import YAML
+
+from analyzer.cli import main
+from tests.conftest import DEMO, fresh_demo, replay
+from tests.crd import validate
+
+pytestmark = pytest.mark.slow
+
+ORIGINAL = {f"tweet-summary{s}": 10 for s in ("", "-1", "-2", "-3", "-4")} | {
+    f"sql-lora{s}": 10 for s in ("", "-1", "-2", "-3", "-4")
+}
+CANARY = [f"tweet-summary{s}" for s in ("", "-1", "-2", "-3", "-4")]
+
+
+def _manifest(work: Path) -> dict:  # type: ignore[type-arg]
+    return YAML(typ="safe").load((work / "inferencemodel.yaml").read_text())  # type: ignore[no-any-return]
+
+
+def _check_document_shape(doc: dict) -> None:  # type: ignore[type-arg]
+    assert set(doc) >= {"rollouts", "events"}
+    assert set(doc["events"]) >= {"accepted", "rejected", "rejected_by_reason"}
+    for r in doc["rollouts"]:
+        assert set(r) >= {"name", "phase", "step", "weights", "decisions"}
+        for d in r["decisions"]:
+            assert set(d) >= {"at", "action", "reason", "checks"}
+            for c in d["checks"]:
+                assert set(c) >= {
+                    "name",
+                    "status",
+                    "p_value",
+                    "effect",
+                    "ci",
+                    "n_baseline",
+                    "n_canary",
+                }
+
+
+def test_canary_40_percent_slower_rolls_back(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = fresh_demo(tmp_path)
+    doc = replay(work / "rule.yaml", simulated_log(canary_ttft_factor=1.4), capsys=capsys)
+    _check_document_shape(doc)
+    r = doc["rollouts"][0]
+    assert r["phase"] == "RolledBack"
+    assert r["weights"] == ORIGINAL
+    last = r["decisions"][-1]
+    assert last["action"] == "rollback"
+    ttft = next(c for c in last["checks"] if c["name"] == "ttft")
+    assert ttft["status"] == "fail" and ttft["p_value"] < 0.01
+    assert 1.25 < ttft["effect"] < 1.55 and ttft["ci"][0] > 1.1
+    assert ttft["n_canary"] >= 200
+    manifest = _manifest(work)
+    assert {t["name"]: t["weight"] for t in manifest["spec"]["targetModels"]} == ORIGINAL
+    assert validate(manifest) == []
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.03])
+def test_healthy_canary_promotes_to_100(
+    tmp_path: Path,
+    simulated_log: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    factor: float,
+) -> None:
+    work = fresh_demo(tmp_path)
+    doc = replay(work / "rule.yaml", simulated_log(canary_ttft_factor=factor), capsys=capsys)
+    r = doc["rollouts"][0]
+    assert r["phase"] == "Succeeded"
+    assert [d["action"] for d in r["decisions"]] == ["start", "advance", "advance", "promote"]
+    weights = r["weights"]
+    assert sum(weights[c] for c in CANARY) == sum(weights.values())
+    assert validate(_manifest(work)) == []
+    for d in r["decisions"][1:]:
+        assert all(c["status"] == "pass" for c in d["checks"])
+
+
+def test_no_canary_traffic_never_promotes(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A gateway that never reaches the canary adapters: drop their lines from a healthy log
+    # recorded for long enough to pass maxStepDuration.
+    source = simulated_log(canary_ttft_factor=1.0, max_duration=900, rps=20, seed=7)
+    lines = [
+        ln
+        for ln in source.read_bytes().splitlines()
+        if orjson.loads(ln)["target_model"] not in CANARY
+    ]
+    log = tmp_path / "no-canary.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    work = fresh_demo(tmp_path / "w")
+    doc = replay(work / "rule.yaml", log, capsys=capsys)
+    r = doc["rollouts"][0]
+    assert r["phase"] == "Progressing" and r["step"] == 0
+    actions = [d["action"] for d in r["decisions"]]
+    assert "advance" not in actions and "promote" not in actions
+    assert actions in (["start"], ["start", "hold"])
+
+
+def test_malformed_lines_are_reported_and_decisions_still_made(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = simulated_log(canary_ttft_factor=1.4).read_bytes().splitlines()
+    corruptions = itertools.cycle(
+        [
+            (lambda ln: ln[: len(ln) // 2], "not_json"),
+            (lambda ln: b'"a string"', "not_object"),
+            (lambda ln: ln.replace(b'"target_model"', b'"other_key"'), "missing_field.target"),
+            (
+                lambda ln: ln.replace(b'"response_duration":', b'"response_duration":-'),
+                "negative_value.ttft",
+            ),
+            (lambda ln: ln.replace(b'"start_time":"', b'"start_time":"x'), "bad_timestamp"),
+        ]
+    )
+    expected: Counter[str] = Counter()
+    lines = []
+    for i, line in enumerate(good):
+        if i % 10 == 9:
+            corrupt, reason = next(corruptions)
+            lines.append(corrupt(line))
+            expected[reason] += 1
+        else:
+            lines.append(line)
+    log = tmp_path / "dirty.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    work = fresh_demo(tmp_path / "w")
+    doc = replay(work / "rule.yaml", log, capsys=capsys)
+    assert doc["rollouts"][0]["phase"] == "RolledBack"
+    assert doc["events"]["rejected_by_reason"] == dict(expected)
+    assert doc["events"]["rejected"] == sum(expected.values()) == len(good) // 10
+    assert doc["events"]["accepted"] == len(good) - len(good) // 10
+
+
+def test_replay_reaches_the_decisions_of_the_live_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = fresh_demo(tmp_path / "live")
+    log = tmp_path / "rec.jsonl"
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "simulate",
+                "--rules",
+                str(live / "rule.yaml"),
+                "--start",
+                "1795662000",
+                "--record",
+                str(log),
+                "--linger",
+                "20",
+                "--seed",
+                "5",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    live_doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    work = fresh_demo(tmp_path / "replay")
+    doc = replay(work / "rule.yaml", log, capsys=capsys)
+    a = live_doc["rollouts"][0]["decisions"]
+    b = doc["rollouts"][0]["decisions"]
+    assert [d["action"] for d in a] == [d["action"] for d in b]
+    # The replay starts its clock at the first event, a fraction of a second after the live run.
+    assert all(abs(x["at"] - y["at"]) < 1.0 for x, y in zip(a, b, strict=True))
+    assert doc["rollouts"][0]["weights"] == live_doc["rollouts"][0]["weights"]
+
+
+def test_restart_mid_step_resumes_from_the_annotation(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = simulated_log(canary_ttft_factor=1.0)
+    lines = log.read_bytes().splitlines(keepends=True)
+    once = fresh_demo(tmp_path / "once")
+    whole = replay(once / "rule.yaml", log, capsys=capsys)["rollouts"][0]
+    twice = fresh_demo(tmp_path / "twice")
+    head = tmp_path / "head.jsonl"
+    head.write_bytes(b"".join(lines[: len(lines) * 45 // 100]))
+    first = replay(twice / "rule.yaml", head, capsys=capsys)["rollouts"][0]
+    assert first["phase"] == "Progressing"
+    # A new process reads the state back and replays the whole log: events before the step's
+    # start are skipped, so the step's windows hold exactly what an unbroken run would.
+    second = replay(twice / "rule.yaml", log, capsys=capsys)["rollouts"][0]
+    assert "start" not in [d["action"] for d in second["decisions"]]
+    assert second["phase"] == whole["phase"] == "Succeeded"
+    assert second["weights"] == whole["weights"]
+    assert (first["decisions"] + second["decisions"]) == whole["decisions"]
+    # Finished stays finished: a third run changes nothing.
+    before = (twice / "inferencemodel.yaml").read_bytes()
+    third = replay(twice / "rule.yaml", log, capsys=capsys)["rollouts"][0]
+    assert third["phase"] == "Succeeded" and third["decisions"] == []
+    assert (twice / "inferencemodel.yaml").read_bytes() == before
+
+
+def test_human_edit_pauses_and_command_annotation_resumes(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = simulated_log(canary_ttft_factor=1.0)
+    lines = log.read_bytes().splitlines(keepends=True)
+    work = fresh_demo(tmp_path)
+    manifest = work / "inferencemodel.yaml"
+    head, tail = tmp_path / "head.jsonl", tmp_path / "tail.jsonl"
+    head.write_bytes(b"".join(lines[: len(lines) // 4]))
+    tail.write_bytes(b"".join(lines[len(lines) // 4 :]))
+    replay(work / "rule.yaml", head, capsys=capsys)
+    yaml = YAML(typ="rt")
+    doc = yaml.load(manifest.read_text())
+    doc["spec"]["targetModels"][0]["weight"] = 1  # someone edits by hand
+    with manifest.open("w") as fh:
+        yaml.dump(doc, fh)
+    r = replay(work / "rule.yaml", tail, capsys=capsys)["rollouts"][0]
+    assert r["phase"] == "Paused"
+    assert r["decisions"][-1]["action"] == "pause"
+    assert "changed outside canary-analyzer" in r["decisions"][-1]["reason"]
+    assert r["weights"]["tweet-summary"] == 1  # the daemon does not fight the human
+    doc = yaml.load(manifest.read_text())
+    doc["metadata"]["annotations"]["canary-analyzer.io/command.lora-request-canary"] = (
+        "resume: weights checked by bob"
+    )
+    with manifest.open("w") as fh:
+        yaml.dump(doc, fh)
+    r = replay(work / "rule.yaml", tail, capsys=capsys)["rollouts"][0]
+    assert r["decisions"][0]["action"] == "resume" and "bob" in r["decisions"][0]["reason"]
+    annotations = _manifest(work)["metadata"]["annotations"]
+    assert "canary-analyzer.io/command.lora-request-canary" not in annotations
+
+
+def test_dry_run_decides_but_writes_nothing(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = fresh_demo(tmp_path)
+    before = (work / "inferencemodel.yaml").read_bytes()
+    doc = replay(
+        work / "rule.yaml", simulated_log(canary_ttft_factor=1.4), "--dry-run", capsys=capsys
+    )
+    r = doc["rollouts"][0]
+    assert r["phase"] == "RolledBack" and r["decisions"][-1]["action"] == "rollback"
+    assert (work / "inferencemodel.yaml").read_bytes() == before
+
+
+def test_an_object_that_does_not_fit_the_rule_is_an_error(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = fresh_demo(tmp_path)
+    rule = work / "rule.yaml"
+    rule.write_text(rule.read_text().replace("sql-lora-4]", "sql-lora-9]"))
+    doc = replay(rule, simulated_log(canary_ttft_factor=1.0), capsys=capsys)
+    assert doc["exit_code"] == 1
+    assert "sql-lora-9" in doc["rollouts"][0]["error"]
+
+
+def test_two_rules_run_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    work = fresh_demo(tmp_path)
+    shutil.copyfile(
+        DEMO.parents[1] / "rules/examples/inferencemodelrewrite.yaml", work / "rewrite.yaml"
+    )
+    (work / "rule2.yaml").write_text(
+        (DEMO / "rule.yaml")
+        .read_text()
+        .replace("name: lora-request-canary", "name: summarize-canary")
+        .replace("kind: InferenceModel\n", "kind: InferenceModelRewrite\n")
+        .replace(
+            "apiVersion: inference.networking.x-k8s.io/v1alpha1", "apiVersion: llm-d.ai/v1alpha2"
+        )
+        .replace("name: inferencemodel-sample", "name: summarize-rewrite")
+        .replace("file: inferencemodel.yaml", "file: rewrite.yaml")
+        .replace("model: lora-request", "model: summarize")
+        .replace(
+            "baseline: [sql-lora, sql-lora-1, sql-lora-2, sql-lora-3, sql-lora-4]",
+            "baseline: [tweet-summary, tweet-summary-1]",
+        )
+        .replace(
+            "canary: [tweet-summary, tweet-summary-1, tweet-summary-2, tweet-summary-3, "
+            "tweet-summary-4]",
+            "canary: [tweet-summary-v2]",
+        )
+    )
+    capsys.readouterr()
+    code = main(
+        [
+            "simulate",
+            "--rules",
+            str(work / "rule.yaml"),
+            "--rules",
+            str(work / "rule2.yaml"),
+            "--start",
+            "1795662000",
+            "--canary-ttft-factor",
+            "1.4",
+            "--json",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0
+    phases = {r["name"]: r["phase"] for r in out["rollouts"]}
+    assert phases == {"lora-request-canary": "RolledBack", "summarize-canary": "RolledBack"}
+    rewrite = YAML(typ="safe").load((work / "rewrite.yaml").read_text())
+    assert validate(rewrite) == []
+    assert rewrite["spec"]["rules"][0]["targets"] == [
+        {"modelRewrite": "tweet-summary", "weight": 50},
+        {"modelRewrite": "tweet-summary-1", "weight": 50},
+    ]
