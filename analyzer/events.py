@@ -203,21 +203,15 @@ class EventParser:
 
     def parse_line(self, line: bytes | str) -> AccessEvent | None:
         """One line in, an event or None out; the outcome is always counted."""
-        try:
-            event = self._parse(line)
-        except Rejected as rej:
-            self.stats.rejected_by_reason[rej.reason] += 1
-            return None
-        if event is None:
-            self.stats.ignored += 1
-            return None
-        self.stats.accepted += 1
-        return event
+        return self._counted(self._parse, line)
 
     def parse_object(self, obj: Any) -> AccessEvent | None:
         """As parse_line, for an already-decoded JSON value."""
+        return self._counted(self._from_object, obj)
+
+    def _counted(self, parse: Callable[[Any], AccessEvent | None], raw: Any) -> AccessEvent | None:
         try:
-            event = self._from_object(obj)
+            event = parse(raw)
         except Rejected as rej:
             self.stats.rejected_by_reason[rej.reason] += 1
             return None
