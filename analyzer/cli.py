@@ -23,7 +23,8 @@ import orjson
 from analyzer import __version__
 from analyzer.analysis.judge import Verdict
 from analyzer.config import LoadedRule, json_schema, load_rules
-from analyzer.notify.log import LogNotifier
+from analyzer.notify.factory import make_gates, make_notifier
+from analyzer.notify.secrets import SecretError
 from analyzer.rollout.state import RolloutState, annotation_key
 from analyzer.rollout.weights import Target
 from analyzer.routers.base import RouterError, TrafficRouter
@@ -129,15 +130,18 @@ def _controllers(
     rules: Sequence[LoadedRule], dry_run: bool, listener: JudgmentListener | None
 ) -> list[RolloutController]:
     out = []
-    notifier = LogNotifier()
     for loaded in rules:
         try:
             router = make_router(loaded, dry_run)
-        except RouterError as exc:
-            print(f"{loaded.source}:{loaded.line}: {exc}", file=sys.stderr)
+            notifier, _ = make_notifier(loaded.rule.spec)
+            gates = make_gates(loaded.rule.spec)
+        except (RouterError, SecretError) as exc:
+            print(f"{loaded.source}:{loaded.line}: rule {loaded.name}: {exc}", file=sys.stderr)
             raise SystemExit(2) from exc
         out.append(
-            RolloutController(loaded, router, notifier, dry_run=dry_run, on_judgment=listener)
+            RolloutController(
+                loaded, router, notifier, dry_run=dry_run, on_judgment=listener, gates=gates
+            )
         )
     return out
 
@@ -229,6 +233,7 @@ async def _run_file(
         if engine.finished:
             break
     await engine.finish()
+    await engine.close()
     if listener is not None:
         listener.flush(controllers)
     return engine, controllers, listener
@@ -349,6 +354,7 @@ async def _simulate(args: argparse.Namespace, rules: list[LoadedRule]) -> list[d
     finally:
         if record is not None:
             record.close()
+        await engine.close()
     return await _summary(controllers)
 
 

@@ -280,6 +280,8 @@ class RuleSpec(_Model):
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     checks: list[CheckSpec] = Field(default_factory=_default_checks, min_length=1)
     events: EventsSpec = Field(default_factory=lambda: EventsSpec(preset="envoy-json"))
+    notify: list[Destination] = Field(default_factory=list)
+    gates: list[GateSpec] = Field(default_factory=list)
 
     @field_validator("baseline", "canary")
     @classmethod
@@ -325,6 +327,87 @@ class RuleSpec(_Model):
         if dupes:
             raise ValueError(f"check names must be unique; repeated: {', '.join(dupes)}")
         return value
+
+
+def _secret_ref(value: object) -> object:
+    if isinstance(value, str):
+        raise ValueError(
+            "secrets (URLs, tokens, signing keys) are never written inline: "
+            "use {env: VARIABLE} or {file: /path/to/mounted/secret}"
+        )
+    return value
+
+
+class SecretRef(_Model):
+    """Where a secret lives: an environment variable or a file (a mounted Kubernetes Secret)."""
+
+    env: str | None = Field(default=None, min_length=1)
+    file: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env or file")
+        return self
+
+    @property
+    def describe(self) -> str:
+        return f"env {self.env}" if self.env else f"file {self.file}"
+
+
+Secret = Annotated[SecretRef, BeforeValidator(_secret_ref)]
+Severity = Literal["info", "warn", "error"]
+
+
+class _Destination(_Model):
+    severity: Severity = Field(default="info", description="the least severe decision to send")
+    timeout: Duration = 5.0
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    queue_size: int = Field(default=1000, ge=1, le=100_000)
+
+
+class SlackDestination(_Destination):
+    """Slack: an incoming webhook, or a bot token posting to a channel (threads per rollout)."""
+
+    type: Literal["slack"]
+    name: str = Field(default="slack", min_length=1, max_length=63)
+    webhook_url: Secret | None = None
+    token: Secret | None = None
+    channel: str | None = None
+    api_url: str = Field(default="https://slack.com/api", description="Web API base URL")
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SlackDestination:
+        if self.webhook_url is None and self.token is None:
+            raise ValueError("slack needs webhookUrl, or token and channel")
+        if self.token is not None and not self.channel:
+            raise ValueError("a slack bot token needs a channel")
+        return self
+
+
+class WebhookDestination(_Destination):
+    """A JSON POST per decision, signed with HMAC-SHA256 when a secret is given."""
+
+    type: Literal["webhook"]
+    name: str = Field(default="webhook", min_length=1, max_length=63)
+    url: Secret
+    secret: Secret | None = None
+
+
+Destination = Annotated[SlackDestination | WebhookDestination, Field(discriminator="type")]
+
+
+class GateSpec(_Model):
+    """Asked before the rollout advances (confirm-step) or promotes (confirm-promotion).
+
+    A 2xx answer lets it go on; anything else, an error or a timeout holds it.
+    """
+
+    name: str = Field(min_length=1, max_length=63)
+    type: Literal["confirm-step", "confirm-promotion"]
+    url: Secret
+    secret: Secret | None = None
+    timeout: Duration = 5.0
 
 
 class Metadata(_Model):
@@ -391,6 +474,22 @@ def _position(node: Any, loc: Sequence[int | str]) -> tuple[int, int]:
     return line + 1, col + 1
 
 
+def _drop_union_tags(node: Any, loc: Sequence[int | str]) -> list[int | str]:
+    """Pydantic puts a tagged union's tag in the error path; the YAML has no such key."""
+    out: list[int | str] = []
+    for key in loc:
+        if isinstance(node, dict) and key not in node and node.get("type") == key:
+            continue
+        out.append(key)
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            node = None
+    return out
+
+
 def _field_name(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
@@ -433,7 +532,9 @@ def parse_rule_text(text: str, source: str) -> tuple[list[CanaryRule], list[Rule
             rule = CanaryRule.model_validate(_plain(doc))
         except ValidationError as exc:
             for err in exc.errors():
-                loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]
+                loc = _drop_union_tags(
+                    doc, [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]
+                )
                 line, col = _position(doc, loc)
                 msg = err["msg"].removeprefix("Value error, ")
                 errors.append(RuleError(source, line, col, _field_name(loc), msg))

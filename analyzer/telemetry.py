@@ -14,6 +14,10 @@ import structlog
 LogFormat = Literal["auto", "console", "json"]
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
@@ -31,6 +35,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Look sys.stderr up per logger, not once: it may be replaced (tests, daemonizers).
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

@@ -11,6 +11,8 @@ from analyzer.notify.base import Notification
 
 log = structlog.get_logger("analyzer.decisions")
 
+_EVIDENCE = ("name", "status", "p_value", "effect", "ci", "n_baseline", "n_canary")
+
 
 class LogNotifier:
     async def notify(self, notification: Notification) -> None:
@@ -27,11 +29,8 @@ class LogNotifier:
             weights_before=dict(notification.weights_before),
             weights_after=dict(notification.weights_after),
             dry_run=notification.dry_run,
-            checks=[
-                {
-                    k: c.get(k)
-                    for k in ("name", "status", "p_value", "effect", "ci", "n_baseline", "n_canary")
-                }
-                for c in d.checks
-            ],
+            checks=[{k: c.get(k) for k in _EVIDENCE} for c in d.checks],
         )
+
+    async def aclose(self, timeout: float) -> None:
+        return None

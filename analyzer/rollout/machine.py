@@ -170,6 +170,12 @@ def on_verdict(
     ]
 
 
+def hold(state: RolloutState, now: float, reason: str) -> Transition:
+    """Stay where the rollout is, and say why (e.g. a gate refused to let it advance)."""
+    decision = Decision(now, "hold", reason, state.step, state.canary_percent)
+    return state.with_decision(decision, message=reason), [Announce(decision)]
+
+
 def on_command(state: RolloutState, command: Command, now: float, reason: str = "") -> Transition:
     """A human override. Finished rollouts and no-op commands change nothing."""
     who = reason or f"{command} requested"

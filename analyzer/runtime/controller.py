@@ -12,7 +12,7 @@ Must not: read a clock (``now`` is passed in) or parse lines.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import structlog
@@ -22,6 +22,7 @@ from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, StepWindows
 from analyzer.config import LoadedRule
 from analyzer.events import AccessEvent
 from analyzer.notify.base import Notification, Notifier
+from analyzer.notify.gates import Gate, GateKind
 from analyzer.rollout import machine
 from analyzer.rollout.machine import (
     COMMANDS,
@@ -57,6 +58,7 @@ class RolloutController:
         dry_run: bool = False,
         raw_limit: int = DEFAULT_RAW_LIMIT,
         on_judgment: JudgmentListener | None = None,
+        gates: Sequence[Gate] = (),
     ) -> None:
         self.loaded = loaded
         self.spec = loaded.rule.spec
@@ -74,6 +76,8 @@ class RolloutController:
         self.last_verdict: Verdict | None = None
         self.error: str | None = None
         self.on_judgment = on_judgment
+        self.gates = list(gates)
+        self._gate_refusal: str | None = None
         self._log = log.bind(rule=self.name, object=router.describe)
 
     @property
@@ -116,7 +120,7 @@ class RolloutController:
             self.next_judgment_at = now + self.spec.analysis.interval
             await self._apply(obj, state, actions, {})
         except (RouterError, WeightError) as exc:
-            self._fail(str(exc))
+            await self._fail(str(exc), now)
 
     def observe(self, event: AccessEvent) -> None:
         if self.windows is not None and self.active:
@@ -136,7 +140,7 @@ class RolloutController:
         try:
             await self._judge(now)
         except (RouterError, WeightError) as exc:
-            self._fail(str(exc))
+            await self._fail(str(exc), now)
 
     async def command(self, command: Command, now: float, reason: str) -> None:
         if self.state is None:
@@ -149,7 +153,7 @@ class RolloutController:
                 return
             except ConflictError:
                 continue
-        self._fail("the object kept changing under the override; giving up")
+        await self._fail("the object kept changing under the override; giving up", now)
 
     # -- internals --
 
@@ -184,13 +188,82 @@ class RolloutController:
             if self.on_judgment is not None:
                 self.on_judgment(self, now, verdict)
             state, actions = machine.on_verdict(self.state, verdict, self.spec.analysis, now)
+            refusal = await self._ask_gates(obj, state, actions)
+            if refusal is not None:
+                if refusal != self._gate_refusal:  # say it once, not every interval
+                    self._gate_refusal = refusal
+                    state, actions = machine.hold(self.state, now, refusal)
+                    await self._try_apply(obj, state, actions, {})
+                return
+            self._gate_refusal = None
             try:
                 await self._apply(obj, state, actions, {})
                 return
             except ConflictError:
                 self._log.warning("write_conflict", retrying=True)
                 continue
-        self._fail("the object kept changing under every write; giving up")
+        await self._fail("the object kept changing under every write; giving up", now)
+
+    async def _ask_gates(
+        self, obj: RoutedObject, state: RolloutState, actions: list[RolloutAction]
+    ) -> str | None:
+        """None when every gate for this transition says yes, else why not."""
+        kinds: dict[str, GateKind] = {"advance": "confirm-step", "promote": "confirm-promotion"}
+        for action in actions:
+            if not isinstance(action, Announce) or action.decision.action not in kinds:
+                continue
+            kind = kinds[action.decision.action]
+            gates = [g for g in self.gates if g.kind == kind]
+            if not gates:
+                return None
+            pending = self._notification(obj, state, action.decision, self._targets(state, actions))
+            for gate in gates:
+                answer = await gate.confirm(pending)
+                if not answer.open:
+                    self._log.warning(
+                        "gate_closed", gate=gate.name, kind=kind, reason=answer.reason
+                    )
+                    return answer.reason
+        return None
+
+    def _targets(
+        self, state: RolloutState, actions: list[RolloutAction]
+    ) -> tuple[Target, ...] | None:
+        targets: tuple[Target, ...] | None = None
+        for action in actions:
+            if isinstance(action, SetCanaryPercent):
+                targets = tuple(
+                    split(
+                        state.original,
+                        self.spec.baseline,
+                        self.spec.canary,
+                        action.percent,
+                        self.limits,
+                    )
+                )
+            elif isinstance(action, RestoreWeights):
+                targets = state.original
+        return targets
+
+    def _notification(
+        self,
+        obj: RoutedObject,
+        state: RolloutState,
+        decision: Decision,
+        targets: tuple[Target, ...] | None,
+    ) -> Notification:
+        return Notification(
+            rule=self.name,
+            revision=self.revision,
+            object=self.router.describe,
+            model=self.spec.model,
+            steps=tuple(self.spec.steps),
+            phase=state.phase,
+            decision=decision,
+            weights_before=tuple(obj.targets),
+            weights_after=targets if targets is not None else tuple(obj.targets),
+            dry_run=self.dry_run,
+        )
 
     async def _try_apply(
         self,
@@ -222,20 +295,7 @@ class RolloutController:
         actions: list[RolloutAction],
         extra: dict[str, str | None],
     ) -> None:
-        targets: tuple[Target, ...] | None = None
-        for action in actions:
-            if isinstance(action, SetCanaryPercent):
-                targets = tuple(
-                    split(
-                        state.original,
-                        self.spec.baseline,
-                        self.spec.canary,
-                        action.percent,
-                        self.limits,
-                    )
-                )
-            elif isinstance(action, RestoreWeights):
-                targets = state.original
+        targets = self._targets(state, actions)
         if targets is not None:
             state = replace(state, applied=targets)
         previous = self.state
@@ -255,16 +315,7 @@ class RolloutController:
             self._reset_windows(state.step_started_at)
         for action in actions:
             if isinstance(action, Announce):
-                notification = Notification(
-                    rule=self.name,
-                    revision=self.revision,
-                    object=self.router.describe,
-                    phase=state.phase,
-                    decision=action.decision,
-                    weights_before=tuple(obj.targets),
-                    weights_after=targets if targets is not None else tuple(obj.targets),
-                    dry_run=self.dry_run,
-                )
+                notification = self._notification(obj, state, action.decision, targets)
                 self.announced.append(notification)
                 await self.notifier.notify(notification)
 
@@ -283,6 +334,31 @@ class RolloutController:
             self._log.warning("state_annotation_unreadable", error=str(exc))
             return None
 
-    def _fail(self, message: str) -> None:
+    async def _fail(self, message: str, now: float) -> None:
+        """Stop acting on this rule and tell people: a rollout that cannot act is an incident."""
         self.error = message
         self._log.error("rollout_error", error=message)
+        step = self.state.step if self.state else 0
+        percent = self.state.canary_percent if self.state else 0
+        phase = self.state.phase if self.state else "Error"
+        decision = Decision(now, "error", message, step, percent)
+        await self.notifier.notify(
+            Notification(
+                rule=self.name,
+                revision=self.revision,
+                object=self.router.describe,
+                model=self.spec.model,
+                steps=tuple(self.spec.steps),
+                phase=phase,
+                decision=decision,
+                weights_before=(),
+                weights_after=(),
+                dry_run=self.dry_run,
+            )
+        )
+
+    async def aclose(self, timeout: float) -> None:
+        """Flush notifications (bounded) and close gates."""
+        await self.notifier.aclose(timeout)
+        for gate in self.gates:
+            await gate.aclose()

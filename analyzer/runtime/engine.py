@@ -84,6 +84,11 @@ class Engine:
             if line.strip():
                 await self.feed_line(line)
 
+    async def close(self, timeout: float = 10.0) -> None:
+        """Flush every controller's notifications (each bounded by ``timeout``)."""
+        for c in self.controllers:
+            await c.aclose(timeout)
+
     async def finish(self) -> None:
         """Judge once more at the last event time: the tail of a log is evidence too."""
         if self.now is None:

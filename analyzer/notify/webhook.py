@@ -1,0 +1,100 @@
+"""Signed JSON webhooks: a stable, versioned payload per decision.
+
+Headers on every POST:
+- ``X-Canary-Analyzer-Timestamp``: Unix seconds of this attempt;
+- ``X-Canary-Analyzer-Signature``: ``v1=`` + hex HMAC-SHA256(secret, timestamp + "." + body);
+- ``Idempotency-Key``: the same for every attempt of the same decision (the body is too), so a
+  receiver de-duplicates retries. Receivers should refuse timestamps older than a few minutes.
+
+Must not: change the body between attempts; log the URL or the secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+
+from analyzer.notify.base import Notification
+from analyzer.notify.http import post_json
+
+SCHEMA_VERSION = "1"
+SIGNATURE_HEADER = "X-Canary-Analyzer-Signature"
+TIMESTAMP_HEADER = "X-Canary-Analyzer-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def payload(notification: Notification, kind: str = "rollout.decision") -> dict[str, Any]:
+    d = notification.decision
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "type": kind,
+        "id": notification.key,
+        "severity": notification.severity,
+        "rule": notification.rule,
+        "revision": notification.revision,
+        "object": notification.object,
+        "model": notification.model,
+        "phase": notification.phase,
+        "dryRun": notification.dry_run,
+        "decision": {
+            "at": d.at,
+            "action": d.action,
+            "reason": d.reason,
+            "step": d.step,
+            "steps": list(notification.steps),
+            "canaryPercent": d.canary_percent,
+            "checks": list(d.checks),
+        },
+        "weights": {
+            "before": dict(notification.weights_before),
+            "after": dict(notification.weights_after),
+        },
+    }
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "v1=" + mac.hexdigest()
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def signed_headers(
+    secret: str | None, body: bytes, key: str, clock: Callable[[], float] = time.time
+) -> dict[str, str]:
+    headers = {IDEMPOTENCY_HEADER: key}
+    if secret is not None:
+        ts = str(int(clock()))
+        headers[TIMESTAMP_HEADER] = ts
+        headers[SIGNATURE_HEADER] = sign(secret, ts, body)
+    return headers
+
+
+class WebhookTransport:
+    def __init__(
+        self,
+        url: str,
+        secret: str | None,
+        timeout: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.url = url
+        self.secret = secret
+        self.clock = clock
+        self.client = httpx.AsyncClient(timeout=timeout)
+
+    async def send(self, notification: Notification) -> None:
+        body = orjson.dumps(payload(notification))
+        headers = signed_headers(self.secret, body, notification.key, self.clock)
+        await post_json(self.client, self.url, body, headers)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

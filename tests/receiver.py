@@ -1,0 +1,93 @@
+"""A real HTTP receiver (aiohttp on loopback, in its own thread) acting as Slack, a webhook
+endpoint or a gate. Each request is recorded; answers follow a script, then a default."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: str = "ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    json: Any = None
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+class Receiver:
+    def __init__(
+        self,
+        script: list[Answer] | None = None,
+        default: Answer | None = None,
+        answer: Callable[[Recorded], Answer] | None = None,
+    ) -> None:
+        self.script = list(script or [])
+        self.default = default or Answer()
+        self.answer = answer
+        self.requests: list[Recorded] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.port = 0
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        rec = Recorded(request.path, dict(request.headers), await request.read(), time.monotonic())
+        self.requests.append(rec)
+        if self.answer is not None:
+            ans = self.answer(rec)
+        else:
+            ans = self.script.pop(0) if self.script else self.default
+        if ans.delay:
+            await asyncio.sleep(ans.delay)
+        if ans.json is not None:
+            return web.json_response(ans.json, status=ans.status, headers=ans.headers)
+        return web.Response(status=ans.status, text=ans.body, headers=ans.headers)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_route("POST", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Recorded]:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.requests
