@@ -250,6 +250,17 @@ class CheckSpec(_Model):
     alpha: float = Field(default=0.01, gt=0, lt=0.5)
     min_samples: int | None = Field(default=None, ge=1)
     dry_run: bool = False
+    mode: Literal["sequential", "fixed"] = Field(
+        default="sequential",
+        description="sequential: anytime-valid, alpha holds however often the rule judges; "
+        "fixed: a fixed-horizon test at every look (Kayenta-style; alpha inflates with looks)",
+    )
+    tau: float | None = Field(
+        default=None,
+        gt=0,
+        lt=0.5,
+        description="sequential mode: the effect size it is tuned to detect fastest",
+    )
 
     @model_validator(mode="after")
     def _test_fits_metric(self) -> CheckSpec:

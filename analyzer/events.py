@@ -251,23 +251,26 @@ class EventParser:
             return str(value)
         raise Rejected(f"wrong_type.{name}")
 
-    def _latency(self, obj: dict[str, Any], name: str) -> float | None:
+    def _non_negative(self, obj: dict[str, Any], name: str) -> float | None:
         value = self._get(obj, name, False)
         if value is None:
             return None
         num = _number(value, name)
         if num < 0:
             raise Rejected(f"negative_value.{name}")
+        return num
+
+    def _latency(self, obj: dict[str, Any], name: str) -> float | None:
+        num = self._non_negative(obj, name)
+        if num is None:
+            return None
         unit = self._fields[name][0].unit or "s"
         return num / _UNIT_DIVISOR[unit]
 
     def _count(self, obj: dict[str, Any], name: str) -> int | None:
-        value = self._get(obj, name, False)
-        if value is None:
+        num = self._non_negative(obj, name)
+        if num is None:
             return None
-        num = _number(value, name)
-        if num < 0:
-            raise Rejected(f"negative_value.{name}")
         if num != int(num):
             raise Rejected(f"wrong_type.{name}")
         return int(num)

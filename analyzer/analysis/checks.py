@@ -16,8 +16,16 @@ from analyzer.analysis.windows import StepWindows
 from analyzer.config import CheckSpec
 from analyzer.stats.mannwhitney import compare_binned, compare_raw
 from analyzer.stats.rates import compare_rates
+from analyzer.stats.sequential import (
+    DEFAULT_TAU_RATE,
+    DEFAULT_TAU_SHIFT,
+    sequential_rate_p,
+    sequential_shift_p,
+)
 
 CheckStatus = Literal["pass", "fail", "inconclusive", "nodata"]
+SEQUENTIAL_MIN_SAMPLES = 20
+"""Below this many samples per group even a sequential check waits (normal approximation)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,8 @@ class CheckResult:
     tolerance: float = 0.0
     dry_run: bool = False
     reason: str = ""
+    may_pass: bool = True
+    """False below minSamples: a sequential check may already fail there, never pass."""
 
     @property
     def tested(self) -> bool:
@@ -80,8 +90,10 @@ class CheckResult:
         }
 
     def settle(self, p_adjusted: float) -> CheckResult:
-        """Pass or fail on the corrected p-value."""
+        """Pass or fail on the corrected p-value (below minSamples: fail or inconclusive)."""
         failed = p_adjusted < self.alpha
+        if not failed and not self.may_pass:
+            return replace(self, p_adjusted=p_adjusted)
         return replace(
             self,
             p_adjusted=p_adjusted,
@@ -107,8 +119,15 @@ def _explain(r: CheckResult, failed: bool, p_adj: float) -> str:
     return f"{r.metric} {verdict} {margin}: {shown}{ci}, p={p_adj:.3g} (alpha {r.alpha})"
 
 
-def evaluate(check: CheckSpec, windows: StepWindows, min_samples: int) -> CheckResult:
-    """Run one check; the status is final for nodata/inconclusive, provisional otherwise."""
+def evaluate(
+    check: CheckSpec, windows: StepWindows, min_samples: int, analysed_steps: int = 1
+) -> CheckResult:
+    """Run one check; the status is final for nodata/inconclusive, provisional otherwise.
+
+    Sequential checks report the rollout-level always-valid p-value: the step's running
+    minimum, times the number of analysed steps (Bonferroni across steps), so a check's alpha
+    bounds the chance of failing a good canary anywhere in the rollout.
+    """
     need = check.min_samples or min_samples
     is_rate = check.metric == "error_rate"
     if is_rate:
@@ -144,6 +163,8 @@ def evaluate(check: CheckSpec, windows: StepWindows, min_samples: int) -> CheckR
             alpha=check.alpha,
         )
         effect, ci, p, method = rate.effect, rate.ci, rate.p_value, str(rate.method)
+        if check.mode == "sequential":
+            p = sequential_rate_p(rate, check.tolerance, check.tau or DEFAULT_TAU_RATE)
     else:
         raw_b, raw_c = mb.raw_values(), mc.raw_values()
         if raw_b is not None and raw_c is not None:
@@ -163,9 +184,18 @@ def evaluate(check: CheckSpec, windows: StepWindows, min_samples: int) -> CheckR
                 direction=check.direction,
             )
         effect, ci, p, method = shift.effect, shift.ci, shift.p_value, str(shift.method)
+        if check.mode == "sequential":
+            p = sequential_shift_p(shift, check.tau or DEFAULT_TAU_SHIFT)
+    if check.mode == "sequential":
+        if min(nb, nc) >= SEQUENTIAL_MIN_SAMPLES:
+            p = min(1.0, p * max(1, analysed_steps), windows.running_p.get(check.name, 1.0))
+            windows.running_p[check.name] = p
+        method = f"sequential/{method}"
     result = replace(result, status="inconclusive", effect=effect, ci=ci, method=method)
     if nb < need or nc < need:
-        return replace(
-            result, reason=f"too few samples: baseline {nb}, canary {nc}, need {need} each"
-        )
+        few = f"too few samples to pass: baseline {nb}, canary {nc}, need {need} each"
+        if check.mode == "sequential" and min(nb, nc) >= SEQUENTIAL_MIN_SAMPLES:
+            # Anytime-valid: conclusive evidence of harm counts whenever it comes.
+            return replace(result, p_value=p, may_pass=False, reason=few)
+        return replace(result, reason=few)
     return replace(result, p_value=p, reason="tested")

@@ -66,5 +66,12 @@ def settle(results: Sequence[CheckResult], analysis: AnalysisSpec) -> Verdict:
     return Verdict(status=status, checks=tuple(final))
 
 
-def judge(checks: Sequence[CheckSpec], analysis: AnalysisSpec, windows: StepWindows) -> Verdict:
-    return settle([evaluate(c, windows, analysis.min_samples) for c in checks], analysis)
+def judge(
+    checks: Sequence[CheckSpec],
+    analysis: AnalysisSpec,
+    windows: StepWindows,
+    analysed_steps: int = 1,
+) -> Verdict:
+    return settle(
+        [evaluate(c, windows, analysis.min_samples, analysed_steps) for c in checks], analysis
+    )

@@ -135,6 +135,8 @@ class StepWindows:
     before_step: int = 0
     unrouted: Counter[str] = field(default_factory=Counter)
     last_event_at: float | None = None
+    running_p: dict[str, float] = field(default_factory=dict)
+    """Sequential checks: the smallest always-valid p-value seen in this step, per check."""
 
     def __post_init__(self) -> None:
         self.baseline = GroupWindow(self.raw_limit)

@@ -183,7 +183,8 @@ class RolloutController:
                 return
             if self.state.phase != "Progressing":
                 return
-            verdict = judge(self.spec.checks, self.spec.analysis, self.windows)
+            analysed = max(1, len(self.spec.steps) - 1)  # the 100% step is the promotion
+            verdict = judge(self.spec.checks, self.spec.analysis, self.windows, analysed)
             self.last_verdict = verdict
             if self.on_judgment is not None:
                 self.on_judgment(self, now, verdict)

