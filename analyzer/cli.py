@@ -24,13 +24,14 @@ from analyzer import __version__
 from analyzer.analysis.judge import Verdict
 from analyzer.config import LoadedRule, json_schema, load_rules
 from analyzer.notify.factory import make_gates, make_notifier
-from analyzer.notify.secrets import SecretError
 from analyzer.rollout.state import RolloutState, annotation_key
 from analyzer.rollout.weights import Target
 from analyzer.routers.base import RouterError, TrafficRouter
 from analyzer.routers.factory import make_router
 from analyzer.runtime.controller import JudgmentListener, RolloutController
 from analyzer.runtime.engine import Engine
+from analyzer.secrets import SecretError
+from analyzer.sources.prometheus import PrometheusSource
 from analyzer.sources.replay import iter_batches
 from analyzer.sources.simulated import GatewaySimulator, TargetsReader, TrafficProfile
 from analyzer.telemetry import configure_logging
@@ -135,12 +136,20 @@ def _controllers(
             router = make_router(loaded, dry_run)
             notifier, _ = make_notifier(loaded.rule.spec)
             gates = make_gates(loaded.rule.spec)
+            prom = loaded.rule.spec.prometheus
+            prometheus = PrometheusSource(prom) if prom is not None else None
         except (RouterError, SecretError) as exc:
             print(f"{loaded.source}:{loaded.line}: rule {loaded.name}: {exc}", file=sys.stderr)
             raise SystemExit(2) from exc
         out.append(
             RolloutController(
-                loaded, router, notifier, dry_run=dry_run, on_judgment=listener, gates=gates
+                loaded,
+                router,
+                notifier,
+                dry_run=dry_run,
+                on_judgment=listener,
+                gates=gates,
+                prometheus=prometheus,
             )
         )
     return out

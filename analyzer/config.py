@@ -20,7 +20,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
@@ -273,6 +275,145 @@ class CheckSpec(_Model):
         return self
 
 
+TEMPLATE_VARIABLES = frozenset(
+    {
+        "model",
+        "namespace",
+        "canary_regex",
+        "baseline_regex",
+        "group_regex",
+        "adapters",
+        "interval",
+        "step_start",
+        "step_duration",
+    }
+)
+_TEMPLATE_RE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
+
+PROMETHEUS_PRESETS: dict[str, dict[str, Any]] = {
+    # Pool health guards (vLLM metrics carry no adapter label: they guard the whole pool).
+    "vllm-kv-cache": {"test": "threshold", "query": "max(vllm:gpu_cache_usage_perc)"},
+    "vllm-queue": {"test": "threshold", "query": "max(vllm:num_requests_waiting)"},
+    "vllm-error-share": {
+        "test": "threshold",
+        "query": 'sum(increase(vllm:request_success_total{finished_reason="error"}'
+        "[{{ step_duration }}])) / sum(increase(vllm:request_success_total[{{ step_duration }}]))",
+    },
+    # Per adapter, from the endpoint picker (llm_d_epp_*, labels model_name/target_model_name).
+    "epp-error-rate": {
+        "test": "relative",
+        "compare": "difference",
+        "query": 'sum(increase(llm_d_epp_request_error_total{model_name="{{ model }}",'
+        'target_model_name=~"{{ group_regex }}"}[{{ step_duration }}])) / '
+        'sum(increase(llm_d_epp_request_total{model_name="{{ model }}",'
+        'target_model_name=~"{{ group_regex }}"}[{{ step_duration }}]))',
+    },
+    "epp-ttft": {
+        "test": "mann-whitney",
+        "query": "sum by (le) (increase(llm_d_epp_request_ttft_seconds_bucket{model_name="
+        '"{{ model }}",target_model_name=~"{{ group_regex }}"}[{{ step_duration }}]))',
+    },
+    "epp-e2e": {
+        "test": "mann-whitney",
+        "query": "sum by (le) (increase(llm_d_epp_request_duration_seconds_bucket{model_name="
+        '"{{ model }}",target_model_name=~"{{ group_regex }}"}[{{ step_duration }}]))',
+    },
+}
+
+
+class PrometheusCheckSpec(_Model):
+    """A check on Prometheus: a threshold guard, a canary/baseline comparison of one query
+    templated per group, or Mann-Whitney on a histogram's bucket increases per group."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$", max_length=63)
+    source: Literal["prometheus"]
+    preset: str | None = None
+    test: Literal["threshold", "relative", "mann-whitney"] | None = None
+    query: str | None = None
+    min: float | None = None
+    max: float | None = None
+    compare: Literal["ratio", "difference"] | None = None
+    direction: Literal["increase", "decrease"] = "increase"
+    tolerance: float = Field(default=0.1, ge=0)
+    alpha: float = Field(default=0.01, gt=0, lt=0.5)
+    min_samples: int | None = Field(default=None, ge=1)
+    mode: Literal["sequential", "fixed"] = "sequential"
+    tau: float | None = Field(default=None, gt=0, lt=0.5)
+    dry_run: bool = False
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PROMETHEUS_PRESETS:
+            known = ", ".join(sorted(PROMETHEUS_PRESETS))
+            raise ValueError(f"unknown preset {value!r}; known: {known}")
+        return value
+
+    @field_validator("query")
+    @classmethod
+    def _known_variables(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        unknown = sorted(set(_TEMPLATE_RE.findall(value)) - TEMPLATE_VARIABLES)
+        if unknown:
+            raise ValueError(
+                f"unknown template variable(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(TEMPLATE_VARIABLES))}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> PrometheusCheckSpec:
+        if self.query is None and self.preset is None:
+            raise ValueError("a prometheus check needs a query or a preset")
+        if self.resolved_test == "threshold" and self.min is None and self.max is None:
+            raise ValueError("a threshold check needs min, max or both")
+        if self.preset and self.test and self.test != PROMETHEUS_PRESETS[self.preset]["test"]:
+            raise ValueError(
+                f"preset {self.preset} is a {PROMETHEUS_PRESETS[self.preset]['test']} check"
+            )
+        return self
+
+    @property
+    def resolved_test(self) -> str:
+        if self.test is not None:
+            return self.test
+        return str(PROMETHEUS_PRESETS[self.preset or ""]["test"])
+
+    @property
+    def resolved_query(self) -> str:
+        return self.query or str(PROMETHEUS_PRESETS[self.preset or ""]["query"])
+
+    @property
+    def resolved_compare(self) -> str:
+        if self.compare is not None:
+            return self.compare
+        preset = PROMETHEUS_PRESETS.get(self.preset or "", {})
+        return str(preset.get("compare", "ratio"))
+
+
+class BasicAuth(_Model):
+    username: str = Field(min_length=1)
+    password: Secret
+
+
+class PrometheusSpec(_Model):
+    """Where Prometheus answers, and how to authenticate."""
+
+    address: str = Field(pattern=r"^https?://", description="e.g. http://prometheus:9090")
+    bearer_token: Secret | None = None
+    basic_auth: BasicAuth | None = None
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+    timeout: Duration = 5.0
+
+
+def _check_source(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("source", "accesslog"))
+    return str(getattr(value, "source", "accesslog"))
+
+
 def _default_checks() -> list[CheckSpec]:
     return [
         CheckSpec(name="ttft", metric="ttft", test="mann-whitney", tolerance=0.1, alpha=0.01),
@@ -282,6 +423,12 @@ def _default_checks() -> list[CheckSpec]:
     ]
 
 
+AnyCheck = Annotated[
+    Annotated[CheckSpec, Tag("accesslog")] | Annotated[PrometheusCheckSpec, Tag("prometheus")],
+    Discriminator(_check_source),
+]
+
+
 class RuleSpec(_Model):
     target: TargetRef
     model: str = Field(min_length=1, max_length=256)
@@ -289,7 +436,8 @@ class RuleSpec(_Model):
     canary: list[str] = Field(min_length=1, max_length=10)
     steps: list[int] = Field(min_length=1)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
-    checks: list[CheckSpec] = Field(default_factory=_default_checks, min_length=1)
+    checks: list[AnyCheck] = Field(default_factory=_default_checks, min_length=1)  # type: ignore[arg-type]
+    prometheus: PrometheusSpec | None = None
     events: EventsSpec = Field(default_factory=lambda: EventsSpec(preset="envoy-json"))
     notify: list[Destination] = Field(default_factory=list)
     gates: list[GateSpec] = Field(default_factory=list)
@@ -332,12 +480,26 @@ class RuleSpec(_Model):
 
     @field_validator("checks")
     @classmethod
-    def _unique_checks(cls, value: list[CheckSpec]) -> list[CheckSpec]:
+    def _unique_checks(cls, value: list[AnyCheck]) -> list[AnyCheck]:
         names = [c.name for c in value]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"check names must be unique; repeated: {', '.join(dupes)}")
         return value
+
+    @model_validator(mode="after")
+    def _prometheus_configured(self) -> RuleSpec:
+        if self.prometheus is None and any(isinstance(c, PrometheusCheckSpec) for c in self.checks):
+            raise ValueError("prometheus checks need spec.prometheus.address")
+        return self
+
+    @property
+    def accesslog_checks(self) -> list[CheckSpec]:
+        return [c for c in self.checks if isinstance(c, CheckSpec)]
+
+    @property
+    def prometheus_checks(self) -> list[PrometheusCheckSpec]:
+        return [c for c in self.checks if isinstance(c, PrometheusCheckSpec)]
 
 
 def _secret_ref(value: object) -> object:
@@ -485,11 +647,14 @@ def _position(node: Any, loc: Sequence[int | str]) -> tuple[int, int]:
     return line + 1, col + 1
 
 
+_UNION_TAGS = frozenset({"slack", "webhook", "accesslog", "prometheus"})
+
+
 def _drop_union_tags(node: Any, loc: Sequence[int | str]) -> list[int | str]:
     """Pydantic puts a tagged union's tag in the error path; the YAML has no such key."""
     out: list[int | str] = []
     for key in loc:
-        if isinstance(node, dict) and key not in node and node.get("type") == key:
+        if isinstance(node, dict) and key not in node and key in _UNION_TAGS:
             continue
         out.append(key)
         if isinstance(node, dict) and key in node:

@@ -4,8 +4,9 @@ Simulates per-request traffic at one step (10% canary share, 50 requests/s unles
 says otherwise; lognormal TTFT, median 250 ms, sigma 0.5; 0.5% errors) and runs, on the same
 simulated streams, in one run:
   1. canary-analyzer sequential (anytime-valid mSPRT on Mann-Whitney and on the error rate,
-     Holm across the two checks), tolerance 0 and tolerance 10%, judged every 250 requests;
-  2. canary-analyzer fixed-horizon (the same tests' fixed p-values), judged every 250 requests;
+     Holm across the two checks), tolerance 0 and tolerance 10%, judged every 100 requests
+     (--look-every) from 20 canary samples on, rolling back at the first failing judgment;
+  2. canary-analyzer fixed-horizon (the same tests' fixed p-values), judged the same way;
   3. Kayenta-style: per-interval aggregates (1-minute intervals), two-sided Mann-Whitney at 98%
      confidence with a +/-25% effect bound, TTFT and error rate, fail on the first bad interval;
   4. Flagger-style: per 1-minute interval, canary p99 TTFT above 1.25x the baseline's p99 or
@@ -15,7 +16,7 @@ simulated streams, in one run:
 A run lasts 40,000 requests or 20 minutes, whichever is first. All judges use alpha 1%
 (the oracle: alpha = beta = 1%).
 
-Run: python bench/detection.py [--runs-aa 500] [--runs 200] [--seed 1]
+Run: python bench/detection.py [--runs-aa 500] [--runs 200] [--seed 1] [--look-every 100]
 Prints a table per scenario and writes bench/detection.png (median samples to rollback vs effect).
 """
 
@@ -44,7 +45,7 @@ from analyzer.stats.sequential import (
 ALPHA = 0.01
 SHARE = 0.10
 MEDIAN, SIGMA = 0.25, 0.5
-LOOK = 250
+LOOK = 100  # requests between two judgments of our judges: 2 s at 50 req/s
 INTERVAL = 3000  # Kayenta / Flagger interval at 50 rps: one minute
 MAX_REQUESTS, MAX_SECONDS = 40_000, 1200.0
 LAYOUT = LogHistogram().layout
@@ -315,12 +316,15 @@ def plot(results: dict[str, dict[str, Tally]], path: Path) -> None:
 
 
 def main() -> None:
+    global LOOK  # noqa: PLW0603 - the benchmark's one knob, set once before any run
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs-aa", type=int, default=500)
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--look-every", type=int, default=LOOK, help="requests between judgments")
     ap.add_argument("--plot", default=str(Path(__file__).with_name("detection.png")))
     args = ap.parse_args()
+    LOOK = args.look_every
     t0 = time.perf_counter()
     results: dict[str, dict[str, Tally]] = {}
     for i, s in enumerate(SCENARIOS):

@@ -38,7 +38,7 @@ class CheckResult:
     p_value: float | None = None
     p_adjusted: float | None = None
     effect: float | None = None
-    effect_kind: Literal["ratio", "difference"] = "ratio"
+    effect_kind: Literal["ratio", "difference", "value"] = "ratio"
     ci: tuple[float, float] | None = None
     method: str | None = None
     alpha: float = 0.01

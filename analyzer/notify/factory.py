@@ -12,9 +12,9 @@ from analyzer.notify.base import FanoutNotifier, Notifier
 from analyzer.notify.delivery import DeliveryQueue, Transport
 from analyzer.notify.gates import Gate, HttpGate
 from analyzer.notify.log import LogNotifier
-from analyzer.notify.secrets import resolve
 from analyzer.notify.slack import SlackBotTransport, SlackWebhookTransport
 from analyzer.notify.webhook import WebhookTransport
+from analyzer.secrets import resolve
 
 
 def _transport(dest: SlackDestination | WebhookDestination) -> Transport:

@@ -17,9 +17,11 @@ from dataclasses import replace
 
 import structlog
 
-from analyzer.analysis.judge import Verdict, judge
+from analyzer.analysis import promchecks
+from analyzer.analysis.checks import CheckResult, evaluate
+from analyzer.analysis.judge import Verdict, settle
 from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, StepWindows
-from analyzer.config import LoadedRule
+from analyzer.config import LoadedRule, PrometheusCheckSpec
 from analyzer.events import AccessEvent
 from analyzer.notify.base import Notification, Notifier
 from analyzer.notify.gates import Gate, GateKind
@@ -41,6 +43,7 @@ from analyzer.routers.base import (
     TrafficRouter,
     command_key,
 )
+from analyzer.sources.prometheus import PrometheusSource
 
 log = structlog.get_logger("analyzer.controller")
 
@@ -59,6 +62,7 @@ class RolloutController:
         raw_limit: int = DEFAULT_RAW_LIMIT,
         on_judgment: JudgmentListener | None = None,
         gates: Sequence[Gate] = (),
+        prometheus: PrometheusSource | None = None,
     ) -> None:
         self.loaded = loaded
         self.spec = loaded.rule.spec
@@ -77,6 +81,7 @@ class RolloutController:
         self.error: str | None = None
         self.on_judgment = on_judgment
         self.gates = list(gates)
+        self.prometheus = prometheus
         self._gate_refusal: str | None = None
         self._log = log.bind(rule=self.name, object=router.describe)
 
@@ -183,8 +188,7 @@ class RolloutController:
                 return
             if self.state.phase != "Progressing":
                 return
-            analysed = max(1, len(self.spec.steps) - 1)  # the 100% step is the promotion
-            verdict = judge(self.spec.checks, self.spec.analysis, self.windows, analysed)
+            verdict = settle(await self._check_results(now), self.spec.analysis)
             self.last_verdict = verdict
             if self.on_judgment is not None:
                 self.on_judgment(self, now, verdict)
@@ -204,6 +208,26 @@ class RolloutController:
                 self._log.warning("write_conflict", retrying=True)
                 continue
         await self._fail("the object kept changing under every write; giving up", now)
+
+    async def _check_results(self, now: float) -> list[CheckResult]:
+        """Every check of the rule, in the rule's order, on this step's evidence."""
+        assert self.windows is not None
+        analysed = max(1, len(self.spec.steps) - 1)  # the 100% step is the promotion
+        minimum = self.spec.analysis.min_samples
+        results = []
+        for check in self.spec.checks:
+            if isinstance(check, PrometheusCheckSpec):
+                if self.prometheus is None:
+                    raise RouterError("prometheus checks without a Prometheus source")
+                outcomes = await self.prometheus.outcomes(
+                    check, self.spec, self.windows.started_at, now
+                )
+                results.append(
+                    promchecks.evaluate(check, outcomes, minimum, self.windows.running_p, analysed)
+                )
+            else:
+                results.append(evaluate(check, self.windows, minimum, analysed))
+        return results
 
     async def _ask_gates(
         self, obj: RoutedObject, state: RolloutState, actions: list[RolloutAction]
@@ -363,3 +387,5 @@ class RolloutController:
         await self.notifier.aclose(timeout)
         for gate in self.gates:
             await gate.aclose()
+        if self.prometheus is not None:
+            self.prometheus.close()
