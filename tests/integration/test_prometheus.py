@@ -19,6 +19,7 @@ from analyzer.runtime.engine import Engine
 from analyzer.sources.prometheus import PrometheusSource, render, template_context
 from analyzer.stats.mannwhitney import weighted_mannwhitney
 from tests.promserver import BOUNDS, PrometheusServer
+from tests.receiver import Answer, Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -261,3 +262,30 @@ def test_prometheus_outage_holds_the_rollout_and_it_resumes(
     assert "advance" in actions and controller.state is not None
     assert controller.state.phase == "Succeeded"
     assert shutil.which("prometheus")
+
+
+def test_auth_options_reach_prometheus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bearer token from a file and basic auth from env, as a Prometheus behind a proxy sees."""
+    vector = {
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "0.5"]}]},
+    }
+    token = tmp_path / "token"
+    token.write_text("prom-token\n")
+    monkeypatch.setenv("CA_TEST_PROM_PASSWORD", "hunter2")
+    spec = check(preset="vllm-kv-cache", max=0.9)
+    with Receiver(default=Answer(json=vector)) as rx:
+        for extra, expected in (
+            ({"bearerToken": {"file": str(token)}}, "Bearer prom-token"),
+            (
+                {"basicAuth": {"username": "ops", "password": {"env": "CA_TEST_PROM_PASSWORD"}}},
+                "Basic b3BzOmh1bnRlcjI=",
+            ),
+        ):
+            source = PrometheusSource(
+                PrometheusSpec.model_validate({"address": rx.url(""), **extra})
+            )
+            outs = asyncio.run(source.query("max(vllm:gpu_cache_usage_perc)", 1795660000.0))
+            assert promchecks.evaluate(spec, [outs], 50).status == "pass"
+            assert rx.requests[-1].headers["Authorization"] == expected
+            assert rx.requests[-1].path == "/api/v1/query"
