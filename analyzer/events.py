@@ -193,6 +193,7 @@ class EventParser:
         self.spec = spec
         self.models = frozenset(models) if models is not None else None
         self.stats = ParseStats()
+        self.last_rejection: str | None = None
         fields = spec.resolved_fields()
         self._fields: dict[str, tuple[FieldSpec, Callable[[dict[str, Any]], Any]]] = {
             name: (fs, _getter(fs.path)) for name, fs in fields.items()
@@ -214,6 +215,7 @@ class EventParser:
             event = parse(raw)
         except Rejected as rej:
             self.stats.rejected_by_reason[rej.reason] += 1
+            self.last_rejection = rej.reason
             return None
         if event is None:
             self.stats.ignored += 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,6 +26,8 @@ from analyzer.events import AccessEvent
 from analyzer.stats.histogram import FloatArray, LogHistogram
 
 Group = Literal["baseline", "canary"]
+Position = tuple[Hashable, int]
+"""Where an event sits in a partitioned log: (partition, offset)."""
 METRICS: tuple[LatencyMetric, ...] = (
     "ttft",
     "duration",
@@ -135,6 +137,8 @@ class StepWindows:
     before_step: int = 0
     unrouted: Counter[str] = field(default_factory=Counter)
     last_event_at: float | None = None
+    watermarks: dict[Hashable, tuple[int, float]] = field(default_factory=dict)
+    duplicates: int = 0
     running_p: dict[str, float] = field(default_factory=dict)
     """Sequential checks: the smallest always-valid p-value seen in this step, per check."""
 
@@ -149,8 +153,21 @@ class StepWindows:
             return "baseline"
         return None
 
-    def observe(self, event: AccessEvent) -> Group | None:
-        """Fold one event in; events before the step or to other adapters are only counted."""
+    def observe(self, event: AccessEvent, position: Position | None = None) -> Group | None:
+        """Fold one event in; events before the step or to other adapters are only counted.
+
+        ``position`` (partition, offset) makes folding idempotent when a log is read again
+        (a rewind, a consumer restart): per partition, a record at or below the highest offset
+        already folded is skipped, unless it is newer than that record, which means the
+        partition's log was recreated (offsets started over) rather than re-read.
+        """
+        if position is not None:
+            part, offset = position
+            seen = self.watermarks.get(part)
+            if seen is not None and offset <= seen[0] and event.timestamp <= seen[1]:
+                self.duplicates += 1
+                return None
+            self.watermarks[part] = (offset, event.timestamp)
         if event.timestamp < self.started_at:
             self.before_step += 1
             return None

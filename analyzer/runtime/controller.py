@@ -12,6 +12,7 @@ Must not: read a clock (``now`` is passed in) or parse lines.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -20,7 +21,7 @@ import structlog
 from analyzer.analysis import promchecks
 from analyzer.analysis.checks import CheckResult, evaluate
 from analyzer.analysis.judge import Verdict, settle
-from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, StepWindows
+from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, Position, StepWindows
 from analyzer.config import LoadedRule, PrometheusCheckSpec
 from analyzer.events import AccessEvent
 from analyzer.notify.base import Notification, Notifier
@@ -112,7 +113,11 @@ class RolloutController:
                 )
                 if not previous.finished:
                     self._reset_windows(previous.step_started_at)
-                    self.next_judgment_at = now
+                    # Keep the judgment grid of the daemon that wrote the state (step start +
+                    # k intervals), strictly after now: a restart judges at the same times.
+                    interval = self.spec.analysis.interval
+                    looks = math.floor((now - previous.step_started_at) / interval) + 1
+                    self.next_judgment_at = previous.step_started_at + max(1, looks) * interval
                 return
             if previous is not None:
                 self._log.info(
@@ -127,9 +132,9 @@ class RolloutController:
         except (RouterError, WeightError) as exc:
             await self._fail(str(exc), now)
 
-    def observe(self, event: AccessEvent) -> None:
+    def observe(self, event: AccessEvent, position: Position | None = None) -> None:
         if self.windows is not None and self.active:
-            self.windows.observe(event)
+            self.windows.observe(event, position)
 
     def due(self, now: float) -> bool:
         return self.active and self.next_judgment_at is not None and now >= self.next_judgment_at

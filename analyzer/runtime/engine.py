@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+from analyzer.analysis.windows import Position
 from analyzer.config import EventsSpec
 from analyzer.events import AccessEvent, EventParser, ParseStats
 from analyzer.runtime.controller import RolloutController
@@ -67,17 +68,29 @@ class Engine:
                     await c.tick(first)
         self.now = now
 
-    async def feed_event(self, event: AccessEvent) -> None:
+    async def feed_event(self, event: AccessEvent, position: Position | None = None) -> None:
         await self.advance(event.timestamp)
         for c in self.by_model.get(event.model, ()):
-            c.observe(event)
+            c.observe(event, position)
 
-    async def feed_line(self, line: bytes | str) -> None:
+    def parse(self, line: bytes | str) -> tuple[AccessEvent | None, str | None]:
+        """The line's event (None if ignored or rejected) and its rejection reason, if any."""
+        reason: str | None = None
         for parser in self.parsers:
+            before = parser.stats.rejected
             event = parser.parse_line(line)
             if event is not None:
-                await self.feed_event(event)
-                return
+                return event, None
+            if parser.stats.rejected > before:
+                reason = parser.last_rejection
+        return None, reason
+
+    async def feed_line(self, line: bytes | str) -> str | None:
+        """Parse and fold one line; returns the rejection reason of a malformed line."""
+        event, reason = self.parse(line)
+        if event is not None:
+            await self.feed_event(event)
+        return reason
 
     async def feed_lines(self, lines: Iterable[bytes | str]) -> None:
         for line in lines:

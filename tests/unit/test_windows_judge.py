@@ -128,3 +128,21 @@ def test_holm_correction_can_save_a_marginal_check() -> None:
     other = raw[1].__class__(**{**raw[1].__dict__, "p_value": 0.5})
     assert settle([marginal, other], AnalysisSpec(correction="none")).status == "fail"
     assert settle([marginal, other], AnalysisSpec(correction="holm")).status == "pass"
+
+
+def test_positions_make_folding_idempotent() -> None:
+    w = windows()
+    events = [
+        AccessEvent(timestamp=10.0 + i, model="m", target="c1", status=200, ttft=0.2)
+        for i in range(5)
+    ]
+    for offset, e in enumerate(events):
+        w.observe(e, ("p0", offset))
+    for offset, e in enumerate(events):  # the same records read again (a rewind)
+        w.observe(e, ("p0", offset))
+    assert w.canary.requests == 5 and w.duplicates == 5
+    # The partition's log was recreated: offsets start over, but the records are newer.
+    w.observe(AccessEvent(timestamp=20.0, model="m", target="c1", status=200, ttft=0.2), ("p0", 0))
+    assert w.canary.requests == 6
+    w.observe(events[0], ("p1", 0))  # another partition has its own watermark
+    assert w.canary.requests == 7

@@ -1,0 +1,306 @@
+"""Kafka ingestion: gateway access-log lines from a topic into the rollouts' windows.
+
+Delivery semantics: at-least-once from Kafka, exactly-once into windows.
+- Offsets are committed periodically for lag monitoring, but they are not what a restart relies
+  on: a restarted daemon seeks every partition to the earliest start of a running step
+  (``offsets_for_times``; from the beginning where the broker cannot look up times) and rebuilds
+  the windows from the log. Events before a step's start are skipped by event time.
+- A record read twice (a rewind, a rebalance, a reconnect) is folded once: windows keep, per
+  partition, the highest offset folded and skip records at or below it (windows.py).
+- Records from several partitions are merged in event-time order with a low watermark: an event
+  is released to the rollouts only when every active partition has reached its time (idle
+  partitions stop holding it back after ``idle_seconds``). So a judgment at time T sees exactly
+  the events up to T, as a replay of the same log from a file does, and reaches the same
+  decisions.
+- Malformed lines are counted by reason (the same counters as the file source) and, if a
+  dead-letter topic is set, produced there with the reason in a ``reason`` header.
+- Broker outages: the client reconnects by itself; errors around it are logged, counted and
+  retried with backoff; the buffer is bounded (``max_buffered``), and the rollouts hold meanwhile
+  (no data is not a pass).
+
+Must not: parse fields itself (the engine's parsers do) or decide anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import os
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from analyzer.events import AccessEvent
+from analyzer.runtime.engine import Engine
+
+log = structlog.get_logger("analyzer.kafka")
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str
+    topics: tuple[str, ...]
+    group_id: str = "canary-analyzer"
+    client_id: str = "canary-analyzer"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    dead_letter_topic: str | None = None
+    max_records: int = 5000
+    idle_seconds: float = 2.0
+    max_buffered: int = 200_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> KafkaSettings:
+        """CANARY_ANALYZER_KAFKA_* variables (see README, "Kafka")."""
+
+        def get(name: str) -> str | None:
+            value = env.get(f"CANARY_ANALYZER_KAFKA_{name}")
+            return value or None
+
+        password = get("SASL_PASSWORD")
+        password_file = get("SASL_PASSWORD_FILE")
+        if password is None and password_file is not None:
+            with open(password_file, encoding="utf-8") as fh:
+                password = fh.read().strip()
+        bootstrap = get("BOOTSTRAP_SERVERS")
+        topics = get("TOPICS")
+        if not bootstrap or not topics:
+            raise ValueError(
+                "set CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS and CANARY_ANALYZER_KAFKA_TOPICS"
+            )
+        return cls(
+            bootstrap_servers=bootstrap,
+            topics=tuple(t.strip() for t in topics.split(",") if t.strip()),
+            group_id=get("GROUP_ID") or "canary-analyzer",
+            client_id=get("CLIENT_ID") or "canary-analyzer",
+            security_protocol=get("SECURITY_PROTOCOL") or "PLAINTEXT",
+            sasl_mechanism=get("SASL_MECHANISM"),
+            sasl_username=get("SASL_USERNAME"),
+            sasl_password=password,
+            ssl_cafile=get("SSL_CAFILE"),
+            dead_letter_topic=get("DEAD_LETTER_TOPIC"),
+        )
+
+    def client_options(self) -> dict[str, object]:
+        opts: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            opts.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            opts["ssl_context"] = ssl.create_default_context(cafile=self.ssl_cafile)
+        return opts
+
+
+@dataclass
+class IngestStats:
+    records: int = 0
+    released: int = 0
+    dead_lettered: int = 0
+    errors: int = 0
+    lag: dict[str, int] = field(default_factory=dict)
+    """Per partition ("topic/partition"): high watermark minus position."""
+    events_per_second: float = 0.0
+
+
+class KafkaSource:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        engine: Engine,
+        *,
+        wall_clock: bool = False,
+        watermark_delay: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.wall_clock = wall_clock
+        self.watermark_delay = watermark_delay
+        self.clock = clock
+        self.stats = IngestStats()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self._heap: list[tuple[float, int, AccessEvent, tuple[str, int]]] = []
+        self._seq = itertools.count()
+        self._latest: dict[str, float] = {}
+        self._last_seen: dict[str, float] = {}
+        self._rate_window: tuple[float, int] = (clock(), 0)
+
+    async def start(self, since: float | None = None) -> None:
+        """Connect; with ``since``, read every partition from that event time on."""
+        s = self.settings
+        self.consumer = AIOKafkaConsumer(
+            *s.topics,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **s.client_options(),
+        )
+        await self.consumer.start()
+        if s.dead_letter_topic:
+            self.producer = AIOKafkaProducer(**s.client_options())
+            await self.producer.start()
+        if since is not None:
+            await self._wait_for_assignment()
+            await self.rewind(since)
+
+    async def _wait_for_assignment(self, timeout: float = 30.0) -> None:
+        assert self.consumer is not None
+        deadline = time.monotonic() + timeout
+        while not self.consumer.assignment() and time.monotonic() < deadline:
+            await self.consumer.getmany(timeout_ms=200, max_records=1)
+            if self.consumer.assignment():
+                # getmany may have fetched records already: forget where it got to.
+                break
+        if not self.consumer.assignment():
+            raise KafkaError("no partitions assigned within 30 s")
+
+    async def rewind(self, since: float) -> None:
+        """Seek every assigned partition to the first record at or after ``since``."""
+        assert self.consumer is not None
+        parts = sorted(self.consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+        found = await self.consumer.offsets_for_times({tp: int(since * 1000) for tp in parts})
+        for tp in parts:
+            hit = found.get(tp)
+            if hit is None:
+                self.consumer.seek_to_end(tp)
+            elif hit.timestamp is None or hit.timestamp < 0:
+                # The broker could not look the time up: read from the start, skip by time.
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, hit.offset)
+        log.info("kafka_rewound", since=since, partitions=len(parts))
+
+    async def poll_once(self, timeout_ms: int = 1000) -> int:
+        """Fetch one batch, fold what the watermark releases; returns records fetched."""
+        assert self.consumer is not None
+        batches = await self.consumer.getmany(
+            timeout_ms=timeout_ms, max_records=self.settings.max_records
+        )
+        now = self.clock()
+        count = 0
+        for tp, records in batches.items():
+            key = f"{tp.topic}/{tp.partition}"
+            for rec in records:
+                count += 1
+                event, reason = self.engine.parse(rec.value or b"")
+                if reason is not None:
+                    await self._dead_letter(rec.value or b"", reason, tp, rec.offset)
+                if event is None:
+                    continue
+                heapq.heappush(
+                    self._heap, (event.timestamp, next(self._seq), event, (key, rec.offset))
+                )
+                if event.timestamp > self._latest.get(key, float("-inf")):
+                    self._latest[key] = event.timestamp
+            if records:
+                self._last_seen[key] = now
+            hw = self.consumer.highwater(tp)
+            if hw is not None:
+                self.stats.lag[key] = max(0, hw - (records[-1].offset + 1 if records else hw))
+        self.stats.records += count
+        self._update_rate(now, count)
+        await self._release(now)
+        return count
+
+    def _watermark(self, now: float) -> float:
+        active = [
+            ts
+            for key, ts in self._latest.items()
+            if now - self._last_seen.get(key, now) < self.settings.idle_seconds
+        ]
+        if len(self._heap) > self.settings.max_buffered or not active:
+            return float("inf")
+        return min(active)
+
+    async def _release(self, now: float) -> None:
+        limit = self._watermark(now)
+        while self._heap and self._heap[0][0] <= limit:
+            _, _, event, position = heapq.heappop(self._heap)
+            await self.engine.feed_event(event, position)
+            self.stats.released += 1
+        if self.wall_clock and self.engine.started:
+            # Judge on time even when traffic stops: the clock never waits for silence.
+            await self.engine.advance(now - self.watermark_delay)
+
+    async def flush(self) -> None:
+        """Release everything buffered (end of a bounded run)."""
+        while self._heap:
+            _, _, event, position = heapq.heappop(self._heap)
+            await self.engine.feed_event(event, position)
+            self.stats.released += 1
+
+    async def _dead_letter(
+        self, value: bytes, reason: str, tp: TopicPartition, offset: int
+    ) -> None:
+        if self.producer is None or not self.settings.dead_letter_topic:
+            return
+        headers = [
+            ("reason", reason.encode()),
+            ("source", f"{tp.topic}/{tp.partition}@{offset}".encode()),
+        ]
+        try:
+            await self.producer.send(self.settings.dead_letter_topic, value, headers=headers)
+            self.stats.dead_lettered += 1
+        except KafkaError as exc:
+            self.stats.errors += 1
+            log.warning("dead_letter_failed", reason=reason, error=type(exc).__name__)
+
+    def _update_rate(self, now: float, count: int) -> None:
+        since, seen = self._rate_window
+        seen += count
+        if now - since >= 5.0:
+            self.stats.events_per_second = seen / (now - since)
+            self._rate_window = (now, 0)
+        else:
+            self._rate_window = (since, seen)
+
+    async def commit(self) -> None:
+        assert self.consumer is not None
+        try:
+            await self.consumer.commit()
+        except KafkaError as exc:
+            self.stats.errors += 1
+            log.warning("kafka_commit_failed", error=type(exc).__name__)
+
+    async def run(self, stop: asyncio.Event, commit_every: float = 5.0) -> None:
+        """Consume until ``stop`` is set; broker errors are retried with backoff."""
+        backoff = 0.5
+        last_commit = time.monotonic()
+        while not stop.is_set():
+            try:
+                await self.poll_once()
+                backoff = 0.5
+                if time.monotonic() - last_commit >= commit_every:
+                    await self.commit()
+                    last_commit = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as exc:
+                self.stats.errors += 1
+                log.warning("kafka_error", error=type(exc).__name__, retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(30.0, backoff * 2)
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
