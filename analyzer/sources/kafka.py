@@ -31,15 +31,29 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from analyzer.analysis.windows import Position
 from analyzer.events import AccessEvent
-from analyzer.runtime.engine import Engine
 
 log = structlog.get_logger("analyzer.kafka")
+
+
+class EventSink(Protocol):
+    """What the source feeds: the runtime's engine (parsing, routing, event-time clock)."""
+
+    @property
+    def started(self) -> bool: ...
+
+    def parse(self, line: bytes | str) -> tuple[AccessEvent | None, str | None]: ...
+
+    async def feed_event(self, event: AccessEvent, position: Position | None = None) -> None: ...
+
+    async def advance(self, now: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -122,7 +136,7 @@ class KafkaSource:
     def __init__(
         self,
         settings: KafkaSettings,
-        engine: Engine,
+        engine: EventSink,
         *,
         wall_clock: bool = False,
         watermark_delay: float = 5.0,
