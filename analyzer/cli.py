@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ from analyzer.routers.factory import make_router
 from analyzer.runtime.controller import JudgmentListener, RolloutController
 from analyzer.runtime.engine import Engine
 from analyzer.secrets import SecretError
+from analyzer.sources.kafka import KafkaSettings, KafkaSource
 from analyzer.sources.prometheus import PrometheusSource
 from analyzer.sources.replay import iter_batches
 from analyzer.sources.simulated import GatewaySimulator, TargetsReader, TrafficProfile
@@ -248,10 +250,53 @@ async def _run_file(
     return engine, controllers, listener
 
 
+async def _run_kafka(
+    rules: list[LoadedRule], settings: KafkaSettings, dry_run: bool, progress: Progress
+) -> list[RolloutController]:
+    """Live: consume until SIGINT/SIGTERM, judging on event time and on the wall clock."""
+    listener = ProgressListener(progress)
+    controllers = _controllers(rules, dry_run, listener)
+    engine = Engine(controllers)
+    await engine.start(time.time())
+    active = [c.state.step_started_at for c in controllers if c.active and c.state]
+    source = KafkaSource(settings, engine, wall_clock=True)
+    await source.start(since=min(active) if active else None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    ingest = asyncio.create_task(source.run(stop), name="kafka-ingest")
+    try:
+        while not stop.is_set() and not ingest.done():
+            await asyncio.sleep(1.0)
+            listener.flush(controllers)
+    finally:
+        stop.set()
+        await asyncio.wait_for(ingest, timeout=10)
+        await source.stop()
+        await engine.close()
+        listener.flush(controllers)
+    return controllers
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     rule_paths = args.rules
     events = args.events
+    if args.kafka:
+        if not rule_paths:
+            print("--kafka needs --rules", file=sys.stderr)
+            return 2
+        try:
+            settings = KafkaSettings.from_env()
+        except (ValueError, OSError) as exc:
+            print(f"kafka settings: {exc}", file=sys.stderr)
+            return 2
+        controllers = asyncio.run(
+            _run_kafka(_load_or_exit(rule_paths), settings, args.dry_run, Progress(sys.stdout))
+        )
+        _print_summary(asyncio.run(_summary(controllers)), sys.stdout)
+        return 0
     if not rule_paths:
         demo = _demo_dir(args.workdir)
         print(f"demo: rules, manifest and access log copied to {demo}")
@@ -455,6 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rules", action="append", help="rule file or directory (repeatable)")
     run.add_argument("--events", help="JSONL access log (.gz ok), or - for stdin")
     run.add_argument("--workdir", help="demo mode: where to copy the bundled files")
+    run.add_argument(
+        "--kafka",
+        action="store_true",
+        help="consume the access log from Kafka (CANARY_ANALYZER_KAFKA_* settings)",
+    )
     common(run)
     run.set_defaults(func=cmd_run)
 

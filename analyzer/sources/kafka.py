@@ -41,6 +41,7 @@ from analyzer.analysis.windows import Position
 from analyzer.events import AccessEvent
 
 log = structlog.get_logger("analyzer.kafka")
+YIELD_EVERY = 256
 
 
 class EventSink(Protocol):
@@ -214,6 +215,10 @@ class KafkaSource:
             key = f"{tp.topic}/{tp.partition}"
             for rec in records:
                 count += 1
+                if count % YIELD_EVERY == 0:
+                    # Let the client send its next fetch while we parse: network and broker
+                    # time then overlap with ours instead of adding to it.
+                    await asyncio.sleep(0)
                 event, reason = self.engine.parse(rec.value or b"")
                 if reason is not None:
                     await self._dead_letter(rec.value or b"", reason, tp, rec.offset)

@@ -99,7 +99,8 @@ class GatewaySimulator:
             "finish_reason": "error" if failed else "length",
         }
         self.sent += 1
-        line = orjson.dumps(record)
+        # A copy of exact size: orjson's result keeps its whole 8 KiB buffer alive otherwise.
+        line = memoryview(orjson.dumps(record)).tobytes()
         if p.malformed_ratio and rng.random() < p.malformed_ratio:
             line = self._corrupt(line, record)
         return line

@@ -231,3 +231,24 @@ def test_broker_killed_and_restarted_mid_stream(
     # every judgment saw what the file replay saw and the decisions are the same, to the second.
     assert released >= len(lines)
     assert decisions == [(d["at"], d["action"]) for d in whole["rollouts"][0]["decisions"]]
+
+
+def test_settings_from_environment(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    s = KafkaSettings.from_env(
+        {
+            "CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+            "CANARY_ANALYZER_KAFKA_TOPICS": "gateway-logs, epp-logs",
+            "CANARY_ANALYZER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "CANARY_ANALYZER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "CANARY_ANALYZER_KAFKA_SASL_USERNAME": "analyzer",
+            "CANARY_ANALYZER_KAFKA_SASL_PASSWORD_FILE": str(secret),
+            "CANARY_ANALYZER_KAFKA_DEAD_LETTER_TOPIC": "logs-dlq",
+        }
+    )
+    assert s.topics == ("gateway-logs", "epp-logs") and s.sasl_password == "s3cret"
+    opts = s.client_options()
+    assert opts["sasl_mechanism"] == "SCRAM-SHA-512" and "ssl_context" in opts
+    with pytest.raises(ValueError, match="BOOTSTRAP_SERVERS"):
+        KafkaSettings.from_env({})

