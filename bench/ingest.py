@@ -88,7 +88,7 @@ async def raw(bootstrap: str, topic: str, n: int) -> float:
     seen = 0
     t0 = time.perf_counter()
     while seen < n:
-        batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+        batches = await consumer.getmany(timeout_ms=1000, max_records=50_000)
         seen += sum(len(r) for r in batches.values())
     elapsed = time.perf_counter() - t0
     await consumer.stop()

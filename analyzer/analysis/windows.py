@@ -21,9 +21,10 @@ from typing import Literal
 
 import numpy as np
 
+from analyzer.batch import Columns
 from analyzer.config import LatencyMetric
 from analyzer.events import AccessEvent
-from analyzer.stats.histogram import FloatArray, LogHistogram
+from analyzer.stats.histogram import FloatArray, IntArray, LogHistogram
 
 Group = Literal["baseline", "canary"]
 Position = tuple[Hashable, int]
@@ -47,6 +48,16 @@ class MetricWindow:
 
     def append(self, value: float) -> None:
         self.pending.append(value)
+
+    def extend(self, values: FloatArray) -> None:
+        """Fold a column of values at once (the batch path); same result as appending each."""
+        if values.size == 0:
+            return
+        self.flush()
+        room = self.raw_limit - len(self.raw)
+        if room > 0:
+            self.raw.extend(values[:room].tolist())
+        self.histogram.add(values)
 
     def flush(self) -> None:
         if not self.pending:
@@ -112,6 +123,32 @@ class GroupWindow:
         if event.completion_tokens is not None:
             m["completion_tokens"].append(float(event.completion_tokens))
 
+    def add_columns(self, cols: Columns, rows: IntArray) -> None:
+        """Fold the events at ``rows`` of a column batch (the batch path of ``add``)."""
+        if rows.size == 0:
+            return
+        self.requests += int(rows.size)
+        targets = cols.target
+        self.by_target.update([targets[i] for i in rows])
+        errors = cols.is_error[rows]
+        self.errors += int(errors.sum())
+        ok = rows[~errors]
+        if ok.size == 0:
+            return
+        ttft, duration = cols.ttft[ok], cols.duration[ok]
+        completion = cols.completion_tokens[ok]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpot = np.maximum(0.0, duration - ttft) / (completion - 1)
+        tpot = tpot[(completion >= 2) & ~np.isnan(tpot)]
+        for name, values in (
+            ("ttft", ttft),
+            ("duration", duration),
+            ("tpot", tpot),
+            ("prompt_tokens", cols.prompt_tokens[ok]),
+            ("completion_tokens", completion),
+        ):
+            self.metrics[name].extend(values[~np.isnan(values)])
+
     def flush(self) -> None:
         for window in self.metrics.values():
             window.flush()
@@ -145,6 +182,9 @@ class StepWindows:
     def __post_init__(self) -> None:
         self.baseline = GroupWindow(self.raw_limit)
         self.canary = GroupWindow(self.raw_limit)
+        self._group_code = {a: 0 for a in self.baseline_adapters} | {
+            a: 1 for a in self.canary_adapters
+        }
 
     def group_of(self, target: str) -> Group | None:
         if target in self.canary_adapters:
@@ -179,6 +219,37 @@ class StepWindows:
         if self.last_event_at is None or event.timestamp > self.last_event_at:
             self.last_event_at = event.timestamp
         return group
+
+    def observe_columns(
+        self, cols: Columns, rows: IntArray, partitions: list[Hashable], offsets: IntArray
+    ) -> None:
+        """The batch path of ``observe`` for rows in event-time order, same bookkeeping."""
+        keep = np.ones(rows.size, dtype=bool)
+        ts = cols.timestamp[rows]
+        for part in set(partitions):
+            mine = np.flatnonzero([p == part for p in partitions])
+            seen = self.watermarks.get(part)
+            if seen is not None:
+                dup = (offsets[mine] <= seen[0]) & (ts[mine] <= seen[1])
+                keep[mine[dup]] = False
+                self.duplicates += int(dup.sum())
+            fresh = mine[keep[mine]]
+            if fresh.size:
+                last = fresh[np.argmax(offsets[fresh])]
+                self.watermarks[part] = (int(offsets[last]), float(ts[last]))
+        early = keep & (ts < self.started_at)
+        self.before_step += int(early.sum())
+        keep &= ~early
+        groups = np.array([self._group_code.get(cols.target[i], 2) for i in rows], dtype=np.int8)
+        for i in np.flatnonzero(keep & (groups == 2)):
+            self.unrouted[cols.target[rows[i]]] += 1
+        self.canary.add_columns(cols, rows[keep & (groups == 1)])
+        self.baseline.add_columns(cols, rows[keep & (groups == 0)])
+        folded = ts[keep & (groups < 2)]
+        if folded.size:
+            latest = float(folded.max())
+            if self.last_event_at is None or latest > self.last_event_at:
+                self.last_event_at = latest
 
     def observe_all(self, events: Iterable[AccessEvent]) -> None:
         for event in events:

@@ -41,6 +41,7 @@ class FileRouter:
         self.path = path
         self.target = target
         self.model = model
+        self._cache: tuple[tuple[int, int, int], RoutedObject] | None = None
 
     @property
     def describe(self) -> str:
@@ -145,12 +146,23 @@ class FileRouter:
         return {str(k): str(v) for k, v in ann.items()}
 
     def _read(self) -> RoutedObject:
+        # Judgments read the object every interval; parse the YAML again only when the file
+        # changed (a write of ours renames a new inode in; an edit changes mtime or size).
+        try:
+            st = self.path.stat()
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = None
+        if key is not None and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
         data, _, doc = self._load()
-        return RoutedObject(
+        obj = RoutedObject(
             version=hashlib.sha256(data).hexdigest(),
             targets=self._targets(doc),
             annotations=self._annotations(doc),
         )
+        self._cache = (key, obj) if key is not None else None
+        return obj
 
     def _write(
         self,

@@ -13,7 +13,7 @@ Must not: read a clock (``now`` is passed in) or parse lines.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 
 import structlog
@@ -22,6 +22,7 @@ from analyzer.analysis import promchecks
 from analyzer.analysis.checks import CheckResult, evaluate
 from analyzer.analysis.judge import Verdict, settle
 from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, Position, StepWindows
+from analyzer.batch import Columns
 from analyzer.config import LoadedRule, PrometheusCheckSpec
 from analyzer.events import AccessEvent
 from analyzer.notify.base import Notification, Notifier
@@ -45,6 +46,7 @@ from analyzer.routers.base import (
     command_key,
 )
 from analyzer.sources.prometheus import PrometheusSource
+from analyzer.stats.histogram import IntArray
 
 log = structlog.get_logger("analyzer.controller")
 
@@ -135,6 +137,12 @@ class RolloutController:
     def observe(self, event: AccessEvent, position: Position | None = None) -> None:
         if self.windows is not None and self.active:
             self.windows.observe(event, position)
+
+    def observe_columns(
+        self, cols: Columns, rows: IntArray, partitions: list[Hashable], offsets: IntArray
+    ) -> None:
+        if self.windows is not None and self.active:
+            self.windows.observe_columns(cols, rows, partitions, offsets)
 
     def due(self, now: float) -> bool:
         return self.active and self.next_judgment_at is not None and now >= self.next_judgment_at

@@ -1,0 +1,73 @@
+"""The columnar parser accepts and rejects exactly what the per-line parser does."""
+
+import json
+import math
+
+import numpy as np
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analyzer.batch import BatchParser
+from analyzer.config import EventsSpec
+from analyzer.events import EventParser
+from tests.unit.test_events import ENVOY, field_values
+
+MESSY = [
+    orjson.dumps(ENVOY),
+    orjson.dumps({**ENVOY, "response_duration": "NaN"}),
+    orjson.dumps({**ENVOY, "duration": -1}),
+    orjson.dumps({**ENVOY, "completion_tokens": 1.5}),
+    orjson.dumps({**ENVOY, "response_code": "503"}),
+    orjson.dumps({**ENVOY, "response_code": 200.5}),
+    orjson.dumps({**ENVOY, "start_time": 1795662000123}),
+    orjson.dumps({**ENVOY, "start_time": "yesterday"}),
+    orjson.dumps({**ENVOY, "model": "other", "duration": "x"}),
+    orjson.dumps({**ENVOY, "target_model": ""}),
+    orjson.dumps({**ENVOY, "request_id": 42}),
+    orjson.dumps({k: v for k, v in ENVOY.items() if k != "duration"}),
+    b"{oops",
+    b"[1]",
+    b'{"model": "lora-request"}',
+]
+
+
+def _both(lines: list[bytes]) -> tuple[EventParser, EventParser, list, list]:
+    spec = EventsSpec(preset="envoy-json", error_statuses=["5xx", 429])
+    one, batch_parser = EventParser(spec, ["lora-request"]), EventParser(spec, ["lora-request"])
+    events = [(i, e) for i, line in enumerate(lines) if (e := one.parse_line(line)) is not None]
+    cols = BatchParser(batch_parser).parse(lines)
+    return one, batch_parser, events, cols
+
+
+def _check(lines: list[bytes]) -> None:
+    one, other, events, cols = _both(lines)
+    assert other.stats.accepted == one.stats.accepted == len(cols)
+    assert other.stats.ignored == one.stats.ignored
+    assert other.stats.rejected_by_reason == one.stats.rejected_by_reason
+    assert [i for i, _ in events] == cols.index.tolist()
+    for k, (_, e) in enumerate(events):
+        assert cols.timestamp[k] == e.timestamp and cols.target[k] == e.target
+        assert bool(cols.is_error[k]) == e.is_error
+        for name in ("ttft", "duration", "prompt_tokens", "completion_tokens"):
+            v = getattr(e, name)
+            got = cols.__dict__[name][k]
+            assert (v is None and math.isnan(got)) or got == v
+
+
+def test_messy_corpus_same_verdicts() -> None:
+    _check(MESSY * 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.fixed_dictionaries({k: field_values for k in ENVOY}), max_size=15))
+def test_random_lines_same_verdicts(rows: list[dict]) -> None:  # type: ignore[type-arg]
+    _check([json.dumps({**r, "model": "lora-request"}, allow_nan=True).encode() for r in rows])
+
+
+def test_dead_letter_reasons_are_reported_per_line() -> None:
+    spec = EventsSpec(preset="envoy-json")
+    bp = BatchParser(EventParser(spec, ["lora-request"]))
+    bp.parse([b"{oops", orjson.dumps(ENVOY), b"[1]"])
+    assert bp.rejected == [(0, "not_json"), (2, "not_object")]
+    assert np.array_equal(bp.parse([]).index, np.array([], dtype=np.int64))
