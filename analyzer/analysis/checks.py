@@ -186,15 +186,35 @@ def evaluate(
         effect, ci, p, method = shift.effect, shift.ci, shift.p_value, str(shift.method)
         if check.mode == "sequential":
             p = sequential_shift_p(shift, check.tau or DEFAULT_TAU_SHIFT)
-    if check.mode == "sequential":
+    result = replace(result, effect=effect, ci=ci, method=method)
+    return conclude(result, p, check.mode, need, windows.running_p, analysed_steps)
+
+
+def conclude(
+    result: CheckResult,
+    p: float,
+    mode: str,
+    need: int,
+    running_p: dict[str, float],
+    analysed_steps: int,
+) -> CheckResult:
+    """Attach a test's p-value to a result, by the rules every tested check follows.
+
+    Sequential p-values become rollout-level always-valid ones: the step's running minimum,
+    times the analysed steps (Bonferroni across steps). Below ``need`` samples a check stays
+    inconclusive, except that a sequential check (from 20 samples per group) may already fail.
+    """
+    nb, nc = result.n_baseline, result.n_canary
+    sequential = mode == "sequential"
+    if sequential:
         if min(nb, nc) >= SEQUENTIAL_MIN_SAMPLES:
-            p = min(1.0, p * max(1, analysed_steps), windows.running_p.get(check.name, 1.0))
-            windows.running_p[check.name] = p
-        method = f"sequential/{method}"
-    result = replace(result, status="inconclusive", effect=effect, ci=ci, method=method)
+            p = min(1.0, p * max(1, analysed_steps), running_p.get(result.name, 1.0))
+            running_p[result.name] = p
+        result = replace(result, method=f"sequential/{result.method}")
+    result = replace(result, status="inconclusive")
     if nb < need or nc < need:
         few = f"too few samples to pass: baseline {nb}, canary {nc}, need {need} each"
-        if check.mode == "sequential" and min(nb, nc) >= SEQUENTIAL_MIN_SAMPLES:
+        if sequential and min(nb, nc) >= SEQUENTIAL_MIN_SAMPLES:
             # Anytime-valid: conclusive evidence of harm counts whenever it comes.
             return replace(result, p_value=p, may_pass=False, reason=few)
         return replace(result, reason=few)

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from analyzer.analysis.checks import SEQUENTIAL_MIN_SAMPLES, CheckResult
+from analyzer.analysis.checks import CheckResult, conclude
 from analyzer.config import PrometheusCheckSpec
 from analyzer.stats.mannwhitney import weighted_mannwhitney
 from analyzer.stats.sequential import DEFAULT_TAU_SHIFT, mixture_p, shift_information
@@ -215,22 +215,11 @@ def histogram(
     )
     med_b, med_c = _median(bb, cb), _median(bc, cc)
     effect = med_c / med_b if med_b > 0 else None
-    method = "binned-buckets"
     if check.mode == "sequential":
-        method = "sequential/" + method
-        if min(nb, nc) >= SEQUENTIAL_MIN_SAMPLES:
-            p = mixture_p(z, shift_information(nb, nc), check.tau or DEFAULT_TAU_SHIFT)
-            memory = running_p if running_p is not None else {}
-            p = min(1.0, p * max(1, analysed_steps), memory.get(check.name, 1.0))
-            memory[check.name] = p
-    result = replace(result, status="inconclusive", effect=effect, method=method)
-    need = check.min_samples or min_samples
-    if nb < need or nc < need:
-        few = f"too few samples to pass: baseline {nb}, canary {nc}, need {need} each"
-        if check.mode == "sequential" and min(nb, nc) >= SEQUENTIAL_MIN_SAMPLES:
-            return replace(result, p_value=p, may_pass=False, reason=few)
-        return replace(result, reason=few)
-    return replace(result, p_value=p, reason="tested")
+        p = mixture_p(z, shift_information(nb, nc), check.tau or DEFAULT_TAU_SHIFT)
+    result = replace(result, effect=effect, method="binned-buckets")
+    memory = running_p if running_p is not None else {}
+    return conclude(result, p, check.mode, check.min_samples or min_samples, memory, analysed_steps)
 
 
 def evaluate(

@@ -31,7 +31,7 @@ import ssl
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -236,22 +236,32 @@ class KafkaSource:
             cols = self.engine.batch.parse(values)
             for i, reason in self.engine.batch.rejected:
                 await self._dead_letter(values[i], reason, tp, records[i].offset)
-            if records:
-                self._last_seen[key] = now
-            hw = self.consumer.highwater(tp)
-            if hw is not None and records:
-                self.stats.lag[key] = max(0, hw - (records[-1].offset + 1))
             if len(cols):
                 offsets = np.array([records[i].offset for i in cols.index], dtype=np.int64)
                 self._chunks.append((cols, [key] * len(cols), offsets))
-                latest = float(cols.timestamp.max())
-                if latest > self._latest.get(key, float("-inf")):
-                    self._latest[key] = latest
+            latest = float(cols.timestamp.max()) if len(cols) else None
+            self._note_partition(tp, key, records, latest, now)
             await asyncio.sleep(0)  # let the client fetch the next batch meanwhile
-        self.stats.records += count
-        self._update_rate(now, count)
+        self._counted(now, count)
         await self._release_columns(self._watermark(now))
         return count
+
+    def _note_partition(
+        self, tp: TopicPartition, key: str, records: list[Any], latest: float | None, now: float
+    ) -> None:
+        """Watermark, idleness and lag bookkeeping for one partition's share of a fetch."""
+        assert self.consumer is not None
+        if records:
+            self._last_seen[key] = now
+            hw = self.consumer.highwater(tp)
+            if hw is not None:
+                self.stats.lag[key] = max(0, hw - (records[-1].offset + 1))
+        if latest is not None and latest > self._latest.get(key, float("-inf")):
+            self._latest[key] = latest
+
+    def _counted(self, now: float, count: int) -> None:
+        self.stats.records += count
+        self._update_rate(now, count)
 
     async def _release_columns(self, limit: float) -> None:
         if self._chunks:
@@ -282,6 +292,7 @@ class KafkaSource:
         count = 0
         for tp, records in batches.items():
             key = f"{tp.topic}/{tp.partition}"
+            latest: float | None = None
             for rec in records:
                 count += 1
                 if count % YIELD_EVERY == 0:
@@ -296,15 +307,9 @@ class KafkaSource:
                 heapq.heappush(
                     self._heap, (event.timestamp, next(self._seq), event, (key, rec.offset))
                 )
-                if event.timestamp > self._latest.get(key, float("-inf")):
-                    self._latest[key] = event.timestamp
-            if records:
-                self._last_seen[key] = now
-            hw = self.consumer.highwater(tp)
-            if hw is not None:
-                self.stats.lag[key] = max(0, hw - (records[-1].offset + 1 if records else hw))
-        self.stats.records += count
-        self._update_rate(now, count)
+                latest = event.timestamp if latest is None else max(latest, event.timestamp)
+            self._note_partition(tp, key, records, latest, now)
+        self._counted(now, count)
         await self._release(now)
         return count
 
