@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
 from analyzer.config import TargetRef
 from analyzer.rollout.weights import Target
 from analyzer.routers.base import ConflictError, RoutedObject, RouterError
+from analyzer.routers.objects import read_annotations, read_targets, write_targets
 
 
 def _yaml() -> YAML:
@@ -89,62 +90,6 @@ class FileRouter:
             f"{self.target.namespace}/{self.target.name}"
         )
 
-    def _target_list(self, doc: CommentedMap) -> tuple[list[Any], str, str]:
-        """The list of targets for the model, its weight-less name key and the list's key."""
-        spec = doc.get("spec")
-        if not isinstance(spec, dict):
-            raise RouterError(f"{self.describe} has no spec")
-        if self.target.kind == "InferenceModel":
-            if spec.get("modelName") != self.model:
-                raise RouterError(
-                    f"{self.describe} routes model {spec.get('modelName')!r}, not {self.model!r}"
-                )
-            items = spec.get("targetModels")
-            if not isinstance(items, list):
-                items = CommentedSeq()
-                spec["targetModels"] = items
-            return items, "name", "targetModels"
-        rules = spec.get("rules")
-        matching = [
-            r
-            for r in (rules if isinstance(rules, list) else [])
-            if isinstance(r, dict)
-            and any(
-                isinstance(m, dict)
-                and isinstance(m.get("model"), dict)
-                and m["model"].get("value") == self.model
-                for m in r.get("matches", []) or []
-            )
-        ]
-        if len(matching) != 1:
-            raise RouterError(
-                f"{self.describe} has {len(matching)} rules matching model {self.model!r}; "
-                "expected exactly one"
-            )
-        rule = matching[0]
-        key = "split" if "split" in rule and "targets" not in rule else "targets"
-        items = rule.get(key)
-        if not isinstance(items, list):
-            raise RouterError(f"{self.describe}: the rule for {self.model!r} has no {key}")
-        return items, "modelRewrite", key
-
-    def _targets(self, doc: CommentedMap) -> tuple[Target, ...]:
-        items, name_key, _ = self._target_list(doc)
-        out: list[Target] = []
-        for item in items:
-            if not isinstance(item, dict) or not isinstance(item.get(name_key), str):
-                raise RouterError(f"{self.describe}: a target has no {name_key}")
-            weight = item.get("weight")
-            if weight is not None and (not isinstance(weight, int) or isinstance(weight, bool)):
-                raise RouterError(f"{self.describe}: weight of {item[name_key]} is not an integer")
-            out.append((str(item[name_key]), weight))
-        return tuple(out)
-
-    @staticmethod
-    def _annotations(doc: CommentedMap) -> dict[str, str]:
-        ann = doc["metadata"].get("annotations") or {}
-        return {str(k): str(v) for k, v in ann.items()}
-
     def _read(self) -> RoutedObject:
         # Judgments read the object every interval; parse the YAML again only when the file
         # changed (a write of ours renames a new inode in; an edit changes mtime or size).
@@ -158,8 +103,8 @@ class FileRouter:
         data, _, doc = self._load()
         obj = RoutedObject(
             version=hashlib.sha256(data).hexdigest(),
-            targets=self._targets(doc),
-            annotations=self._annotations(doc),
+            targets=read_targets(doc, self.target.kind, self.model, self.describe),
+            annotations=read_annotations(doc),
         )
         self._cache = (key, obj) if key is not None else None
         return obj
@@ -174,15 +119,7 @@ class FileRouter:
         if hashlib.sha256(data).hexdigest() != version:
             raise ConflictError(f"{self.describe} changed since it was read")
         if targets is not None:
-            items, name_key, _ = self._target_list(doc)
-            new = CommentedSeq()
-            for name, weight in targets:
-                entry = CommentedMap()
-                entry[name_key] = name
-                if weight is not None:
-                    entry["weight"] = weight
-                new.append(entry)
-            items[:] = new
+            write_targets(doc, self.target.kind, self.model, self.describe, targets)
         meta = doc["metadata"]
         ann = meta.get("annotations")
         if ann is None:
@@ -212,6 +149,6 @@ class FileRouter:
             raise
         return RoutedObject(
             version=hashlib.sha256(out).hexdigest(),
-            targets=self._targets(doc),
-            annotations=self._annotations(doc),
+            targets=read_targets(doc, self.target.kind, self.model, self.describe),
+            annotations=read_annotations(doc),
         )

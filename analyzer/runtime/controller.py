@@ -100,39 +100,47 @@ class RolloutController:
 
     async def begin(self, now: float) -> None:
         """Adopt the rollout recorded on the object, or start a new one."""
-        try:
-            obj = await self.router.read()
-            raw = obj.annotations.get(annotation_key(self.name))
-            previous = self._parse_state(raw) if raw else None
-            if previous is not None and previous.revision == self.revision:
-                self.state = previous
-                self._log.info(
-                    "rollout_adopted",
-                    phase=previous.phase,
-                    step=previous.step,
-                    canary_percent=previous.canary_percent,
-                    revision=self.revision,
-                )
-                if not previous.finished:
-                    self._reset_windows(previous.step_started_at)
-                    # Keep the judgment grid of the daemon that wrote the state (step start +
-                    # k intervals), strictly after now: a restart judges at the same times.
-                    interval = self.spec.analysis.interval
-                    looks = math.floor((now - previous.step_started_at) / interval) + 1
-                    self.next_judgment_at = previous.step_started_at + max(1, looks) * interval
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                await self._begin(now)
                 return
-            if previous is not None:
-                self._log.info(
-                    "rollout_superseded", old_revision=previous.revision, revision=self.revision
-                )
-            state, actions = machine.start(
-                self.name, self.revision, self.spec.steps, obj.targets, now
+            except ConflictError:
+                self._log.warning("write_conflict", retrying=True)
+            except (RouterError, WeightError) as exc:
+                await self._fail(str(exc), now)
+                return
+        await self._fail("the object kept changing under every write; giving up", now)
+
+    async def _begin(self, now: float) -> None:
+        """One attempt of begin: a ConflictError means read again and retry."""
+        obj = await self.router.read()
+        raw = obj.annotations.get(annotation_key(self.name))
+        previous = self._parse_state(raw) if raw else None
+        if previous is not None and previous.revision == self.revision:
+            self.state = previous
+            self._log.info(
+                "rollout_adopted",
+                phase=previous.phase,
+                step=previous.step,
+                canary_percent=previous.canary_percent,
+                revision=self.revision,
             )
-            self._reset_windows(state.step_started_at)
-            self.next_judgment_at = now + self.spec.analysis.interval
-            await self._apply(obj, state, actions, {})
-        except (RouterError, WeightError) as exc:
-            await self._fail(str(exc), now)
+            if not previous.finished:
+                self._reset_windows(previous.step_started_at)
+                # Keep the judgment grid of the daemon that wrote the state (step start +
+                # k intervals), strictly after now: a restart judges at the same times.
+                interval = self.spec.analysis.interval
+                looks = math.floor((now - previous.step_started_at) / interval) + 1
+                self.next_judgment_at = previous.step_started_at + max(1, looks) * interval
+            return
+        if previous is not None:
+            self._log.info(
+                "rollout_superseded", old_revision=previous.revision, revision=self.revision
+            )
+        state, actions = machine.start(self.name, self.revision, self.spec.steps, obj.targets, now)
+        self._reset_windows(state.step_started_at)
+        self.next_judgment_at = now + self.spec.analysis.interval
+        await self._apply(obj, state, actions, {})
 
     def observe(self, event: AccessEvent, position: Position | None = None) -> None:
         if self.windows is not None and self.active:

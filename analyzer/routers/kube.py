@@ -1,0 +1,138 @@
+"""Kubernetes router: the InferenceModel / InferenceModelRewrite object in the cluster.
+
+Reads with GET, writes with one JSON merge patch that carries the ``resourceVersion`` it was
+computed from, the model's whole target list (merge patches replace lists) and the rollout's
+state annotation: weights and state change together or not at all, and a stale write gets 409
+from the API server, which the controller answers by re-reading and deciding again.
+
+Must not: decide anything; write anything but the model's targets and our annotations.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from analyzer.config import TargetRef
+from analyzer.rollout.weights import Target
+from analyzer.routers.base import ConflictError, RoutedObject, RouterError
+from analyzer.routers.objects import read_annotations, read_targets, target_list, write_targets
+
+PLURALS = {"InferenceModel": "inferencemodels", "InferenceModelRewrite": "inferencemodelrewrites"}
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+        return str(body.get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)
+
+
+class KubeRouter:
+    def __init__(self, api: client.ApiClient, target: TargetRef, model: str) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.target = target
+        self.model = model
+        self.group, self.version = target.api_version.split("/")
+        self.plural = PLURALS[target.kind]
+        self._last: dict[str, Any] | None = None
+
+    @property
+    def describe(self) -> str:
+        t = self.target
+        return f"{t.kind} {t.namespace}/{t.name} ({t.api_version})"
+
+    async def check_served(self) -> None:
+        """A clear error when the cluster does not serve the rule's apiVersion."""
+        try:
+            groups = await client.ApisApi(self.api).get_api_versions()
+        except ApiException as exc:
+            raise RouterError(f"API discovery failed: {_api_message(exc)}") from None
+        for group in groups.groups or []:
+            if group.name == self.group:
+                served = [v.version for v in group.versions]
+                if self.version not in served:
+                    raise RouterError(
+                        f"{self.target.api_version} is not served by this cluster; "
+                        f"{self.group} serves: {', '.join(served)}"
+                    )
+                return
+        raise RouterError(f"API group {self.group} is not installed in this cluster (no CRD)")
+
+    def _routed(self, obj: dict[str, Any]) -> RoutedObject:
+        return RoutedObject(
+            version=str(obj["metadata"]["resourceVersion"]),
+            targets=read_targets(obj, self.target.kind, self.model, self.describe),
+            annotations=read_annotations(obj),
+        )
+
+    async def read(self) -> RoutedObject:
+        t = self.target
+        try:
+            obj = await self.custom.get_namespaced_custom_object(
+                self.group, self.version, t.namespace, self.plural, t.name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise RouterError(f"{self.describe} not found") from None
+            raise RouterError(
+                f"{self.describe}: API error {exc.status}: {_api_message(exc)}"
+            ) from None
+        self._last = obj
+        return self._routed(obj)
+
+    async def write(
+        self,
+        *,
+        version: str,
+        targets: Sequence[Target] | None,
+        annotations: Mapping[str, str | None],
+    ) -> RoutedObject:
+        base = self._last
+        if base is None or str(base["metadata"]["resourceVersion"]) != version:
+            await self.read()
+            base = self._last
+            assert base is not None
+            if str(base["metadata"]["resourceVersion"]) != version:
+                raise ConflictError(f"{self.describe} changed since it was read")
+        patch: dict[str, Any] = {
+            "metadata": {"resourceVersion": version, "annotations": dict(annotations)}
+        }
+        if targets is not None:
+            new = copy.deepcopy(base)
+            write_targets(new, self.target.kind, self.model, self.describe, targets)
+            if self.target.kind == "InferenceModel":
+                patch["spec"] = {"targetModels": new["spec"]["targetModels"]}
+            else:
+                target_list(new, self.target.kind, self.model, self.describe)
+                patch["spec"] = {"rules": new["spec"]["rules"]}
+        t = self.target
+        try:
+            obj = await self.custom.patch_namespaced_custom_object(
+                self.group,
+                self.version,
+                t.namespace,
+                self.plural,
+                t.name,
+                patch,
+                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise ConflictError(f"{self.describe} changed since it was read") from None
+            if exc.status == 422:
+                raise RouterError(
+                    f"the API server refused the new {self.describe}: {_api_message(exc)}"
+                ) from None
+            raise RouterError(
+                f"{self.describe}: API error {exc.status}: {_api_message(exc)}"
+            ) from None
+        self._last = obj
+        return self._routed(obj)

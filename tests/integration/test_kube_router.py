@@ -1,0 +1,235 @@
+"""The Kubernetes router over HTTP, with the real kubernetes_asyncio client, against an API
+server emulator that enforces resourceVersion conflicts and validates every write against the
+upstream CRDs (tests/kubeapi.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+
+from analyzer.config import LoadedRule, parse_rule_text
+from analyzer.notify.base import NoopNotifier
+from analyzer.rollout.state import RolloutState, annotation_key
+from analyzer.routers.base import RouterError
+from analyzer.routers.factory import make_router
+from analyzer.routers.kube import KubeRouter
+from analyzer.runtime.controller import RolloutController
+from analyzer.runtime.engine import Engine
+from tests.conftest import DEMO
+from tests.crd import CRD_DIR
+from tests.kubeapi import KubeApi
+
+pytestmark = pytest.mark.slow
+BASELINE = [f"sql-lora{s}" for s in ("", "-1", "-2", "-3", "-4")]
+CANARY = [f"tweet-summary{s}" for s in ("", "-1", "-2", "-3", "-4")]
+ORIGINAL = [(a, 10) for a in CANARY + BASELINE]
+
+
+def _object(kind: str, api_version: str) -> dict[str, Any]:
+    meta = {"name": "routed", "namespace": "default"}
+    if kind == "InferenceModel":
+        return {
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": meta,
+            "spec": {
+                "modelName": "lora-request",
+                "poolRef": {"name": "pool"},
+                "targetModels": [{"name": n, "weight": w} for n, w in ORIGINAL],
+            },
+        }
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": meta,
+        "spec": {
+            "poolRef": {"name": "pool"},
+            "rules": [
+                {
+                    "matches": [{"model": {"type": "Exact", "value": "other"}}],
+                    "targets": [{"modelRewrite": "other-lora", "weight": 1}],
+                },
+                {
+                    "matches": [{"model": {"type": "Exact", "value": "lora-request"}}],
+                    "targets": [{"modelRewrite": n, "weight": w} for n, w in ORIGINAL],
+                },
+            ],
+        },
+    }
+
+
+def _rule(kind: str, api_version: str) -> LoadedRule:
+    text = (DEMO / "rule.yaml").read_text()
+    text = text.replace("    file: inferencemodel.yaml\n", "")
+    text = text.replace("kind: InferenceModel\n", f"kind: {kind}\n")
+    text = text.replace(
+        "apiVersion: inference.networking.x-k8s.io/v1alpha1", f"apiVersion: {api_version}"
+    )
+    text = text.replace("name: inferencemodel-sample", "name: routed")
+    rules, errors, lines = parse_rule_text(text, "rule.yaml")
+    assert errors == [], [str(e) for e in errors]
+    return LoadedRule(rules[0], Path("rule.yaml"), lines[0])
+
+
+async def _replay(
+    api: KubeApi, loaded: LoadedRule, log: Path, between: Callable[[int], None] | None = None
+) -> RolloutController:
+    cfg = client.Configuration(host=api.url)
+    async with client.ApiClient(cfg) as ac:
+        router = make_router(loaded, api=ac)
+        assert isinstance(router, KubeRouter)
+        await router.check_served()
+        controller = RolloutController(loaded, router, NoopNotifier())
+        engine = Engine([controller])
+        for i, line in enumerate(log.read_bytes().splitlines()):
+            if between is not None:
+                between(i)
+            await engine.feed_line(line)
+        await engine.finish()
+    return controller
+
+
+def _weights(obj: dict[str, Any]) -> dict[str, int]:
+    if obj["kind"] == "InferenceModel":
+        return {t["name"]: t["weight"] for t in obj["spec"]["targetModels"]}
+    rule = obj["spec"]["rules"][1]
+    assert obj["spec"]["rules"][0]["targets"] == [{"modelRewrite": "other-lora", "weight": 1}]
+    return {t["modelRewrite"]: t["weight"] for t in rule["targets"]}
+
+
+FLAVOURS = [
+    ("InferenceModel", "inference.networking.x-k8s.io/v1alpha1"),
+    ("InferenceModel", "inference.networking.x-k8s.io/v1alpha2"),
+    ("InferenceModelRewrite", "llm-d.ai/v1alpha2"),
+    ("InferenceModelRewrite", "inference.networking.x-k8s.io/v1alpha2"),
+]
+
+
+@pytest.mark.parametrize(("kind", "api_version"), FLAVOURS)
+def test_rollout_advances_and_promotes(
+    kind: str, api_version: str, simulated_log: Callable[..., Path]
+) -> None:
+    with KubeApi() as api:
+        api.put(_object(kind, api_version))
+        c = asyncio.run(
+            _replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.0))
+        )
+        obj = api.get(api_version, kind, "routed")
+    assert [d.action for d in c.decisions] == ["start", "advance", "advance", "promote"]
+    weights = _weights(obj)
+    if api_version.endswith("v1alpha1"):
+        assert {weights[b] for b in BASELINE} == {0}
+    else:  # 0 is not a valid weight there: the baseline targets are removed
+        assert set(weights) == set(CANARY)
+    state = RolloutState.loads(obj["metadata"]["annotations"][annotation_key(c.name)])
+    assert state.phase == "Succeeded"
+    assert dict(state.applied) == weights  # what the daemon wrote is what the object holds
+    assert len(api.writes) == 4  # one PATCH per decision: weights and state together
+
+
+@pytest.mark.parametrize(("kind", "api_version"), FLAVOURS[1:3])
+def test_slow_canary_rolls_back_to_the_original_weights(
+    kind: str, api_version: str, simulated_log: Callable[..., Path]
+) -> None:
+    with KubeApi() as api:
+        api.put(_object(kind, api_version))
+        c = asyncio.run(
+            _replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.4))
+        )
+        obj = api.get(api_version, kind, "routed")
+    assert c.decisions[-1].action == "rollback"
+    assert _weights(obj) == dict(ORIGINAL)
+
+
+def test_a_concurrent_writer_gets_409_and_the_router_rereads(
+    simulated_log: Callable[..., Path],
+) -> None:
+    kind, api_version = FLAVOURS[1]
+    with KubeApi() as api:
+        api.put(_object(kind, api_version))
+
+        def label(key: tuple[str, str, str, str, str]) -> None:
+            obj = copy.deepcopy(api.objects[key])
+            obj["metadata"].setdefault("labels", {})["team"] = "sql"
+            api.put(obj)  # someone else's write bumps the resourceVersion first
+
+        api.before_write = label
+        c = asyncio.run(
+            _replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.0))
+        )
+        obj = api.get(api_version, kind, "routed")
+    assert c.error is None
+    assert [d.action for d in c.decisions] == ["start", "advance", "advance", "promote"]
+    assert obj["metadata"]["labels"] == {"team": "sql"}  # not overwritten
+
+
+def test_a_human_edit_of_the_weights_pauses_the_rollout(
+    simulated_log: Callable[..., Path],
+) -> None:
+    kind, api_version = FLAVOURS[1]
+    with KubeApi() as api:
+        api.put(_object(kind, api_version))
+
+        def edit(i: int) -> None:
+            if i == 1500:
+                obj = api.get(api_version, kind, "routed")
+                obj["spec"]["targetModels"][0]["weight"] = 7
+                api.put(obj)
+
+        c = asyncio.run(
+            _replay(
+                api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.0), between=edit
+            )
+        )
+        obj = api.get(api_version, kind, "routed")
+    assert c.decisions[-1].action == "pause"
+    assert "changed outside canary-analyzer" in c.decisions[-1].reason
+    assert obj["spec"]["targetModels"][0]["weight"] == 7  # left as the human set it
+
+
+def test_an_unserved_api_version_is_named(tmp_path: Path) -> None:
+    only = tmp_path / "crds"
+    only.mkdir()
+    shutil.copy(CRD_DIR / "inferencemodels.v1alpha2.gie-v0.5.1.yaml", only)
+    loaded = _rule("InferenceModel", "inference.networking.x-k8s.io/v1alpha1")
+    rewrite = _rule("InferenceModelRewrite", "llm-d.ai/v1alpha2")
+
+    async def go(rule: LoadedRule) -> str:
+        with KubeApi(only) as api:
+            async with client.ApiClient(client.Configuration(host=api.url)) as ac:
+                router = make_router(rule, api=ac)
+                assert isinstance(router, KubeRouter)
+                with pytest.raises(RouterError) as exc:
+                    await router.check_served()
+                return str(exc.value)
+
+    assert "v1alpha1 is not served" in asyncio.run(go(loaded))
+    assert "serves: v1alpha2" in asyncio.run(go(loaded))
+    assert "llm-d.ai is not installed" in asyncio.run(go(rewrite))
+
+
+def test_an_invalid_write_is_refused_by_the_emulator() -> None:
+    """The safety net under the router: a v1alpha2 weight of 0 is a 422, as in a cluster."""
+    kind, api_version = FLAVOURS[1]
+
+    async def go() -> str:
+        with KubeApi() as api:
+            api.put(_object(kind, api_version))
+            async with client.ApiClient(client.Configuration(host=api.url)) as ac:
+                router = KubeRouter(ac, _rule(kind, api_version).rule.spec.target, "lora-request")
+                obj = await router.read()
+                with pytest.raises(RouterError, match="refused") as exc:
+                    await router.write(
+                        version=obj.version, targets=[("sql-lora", 0)], annotations={}
+                    )
+                return str(exc.value)
+
+    message = asyncio.run(go())
+    assert "targetModels.0.weight" in message and "less than the minimum of 1" in message

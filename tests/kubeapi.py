@@ -1,0 +1,210 @@
+"""An HTTP Kubernetes API server emulator for the custom resources we route, for tests.
+
+It behaves like the API server where the routers depend on it: every object has a
+resourceVersion; a write (PUT, or a PATCH carrying metadata.resourceVersion) computed from a
+stale version gets 409 Conflict; merge-patch (RFC 7386) and JSON-patch (RFC 6902) semantics,
+lists replaced whole by merge patches; every object written is validated against the CRD's
+openAPIV3Schema and CEL rules (tests/crd.py), 422 when invalid; discovery of served versions.
+Runs aiohttp in its own thread so the real kubernetes_asyncio client can talk to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+from aiohttp import web
+from ruamel.yaml import YAML
+
+from tests.crd import CRD_DIR, validate
+
+Key = tuple[str, str, str, str, str]  # group, version, namespace, plural, name
+
+
+def _status(code: int, reason: str, message: str) -> web.Response:
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    return web.json_response(body, status=code)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+class KubeApi:
+    def __init__(self, crd_dir: Path = CRD_DIR) -> None:
+        self.resources: dict[tuple[str, str], tuple[str, str]] = {}  # (group, plural)->(kind,..)
+        self.served: dict[str, list[str]] = {}
+        for path in crd_dir.glob("*.yaml"):
+            crd = YAML(typ="safe").load(path.read_text())
+            group, names = crd["spec"]["group"], crd["spec"]["names"]
+            for v in crd["spec"]["versions"]:
+                if v.get("served", True):
+                    self.served.setdefault(group, []).append(v["name"])
+                    self.resources[(group, names["plural"])] = (names["kind"], names["plural"])
+        self.objects: dict[Key, dict[str, Any]] = {}
+        self.rv = 100
+        self.writes: list[tuple[str, Key]] = []
+        self.before_write: Callable[[Key], None] | None = None
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.port = 0
+
+    # -- direct access for tests --
+
+    def put(self, obj: dict[str, Any]) -> None:
+        """Create or replace an object as an admin would (kubectl apply), validated."""
+        group, version = obj["apiVersion"].split("/")
+        plural = next(
+            p for (g, p), (k, _) in self.resources.items() if g == group and k == obj["kind"]
+        )
+        meta = obj.setdefault("metadata", {})
+        key = (group, version, meta.get("namespace", "default"), plural, meta["name"])
+        errors = validate(obj, self.objects.get(key))
+        assert not errors, errors
+        self.rv += 1
+        meta["resourceVersion"] = str(self.rv)
+        meta.setdefault("namespace", "default")
+        self.objects[key] = copy.deepcopy(obj)
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str = "default") -> Any:
+        group, version = api_version.split("/")
+        for (g, v, ns, _, n), obj in self.objects.items():
+            if (g, v, ns, n) == (group, version, namespace, name) and obj["kind"] == kind:
+                return copy.deepcopy(obj)
+        raise KeyError(name)
+
+    # -- HTTP --
+
+    async def _discovery(self, request: web.Request) -> web.Response:
+        group = request.match_info.get("group")
+        if group is None:
+            groups = [
+                {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs]}
+                for g, vs in self.served.items()
+            ]
+            return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        version = request.match_info["version"]
+        if version not in self.served.get(group, []):
+            return _status(404, "NotFound", f"{group}/{version} is not served")
+        resources = [
+            {
+                "name": p,
+                "kind": k,
+                "namespaced": True,
+                "verbs": ["get", "list", "watch", "patch", "update"],
+            }
+            for (g, p), (k, _) in self.resources.items()
+            if g == group
+        ]
+        return web.json_response(
+            {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}",
+                "resources": resources,
+            }
+        )
+
+    def _key(self, request: web.Request) -> Key:
+        m = request.match_info
+        return (m["group"], m["version"], m["namespace"], m["plural"], m["name"])
+
+    async def _object(self, request: web.Request) -> web.Response:
+        key = self._key(request)
+        if key[1] not in self.served.get(key[0], []):
+            return _status(404, "NotFound", f"{key[0]}/{key[1]} is not served")
+        current = self.objects.get(key)
+        if current is None:
+            return _status(404, "NotFound", f'{key[3]} "{key[4]}" not found')
+        if request.method == "GET":
+            return web.json_response(current)
+        body = json.loads(await request.read())
+        ctype = request.headers.get("Content-Type", "")
+        if request.method == "PUT":
+            new, sent_rv = body, body.get("metadata", {}).get("resourceVersion")
+        elif "json-patch" in ctype:
+            try:
+                new = jsonpatch.apply_patch(current, body)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+                code = 409 if isinstance(exc, jsonpatch.JsonPatchTestFailed) else 422
+                return _status(code, "Conflict" if code == 409 else "Invalid", str(exc))
+            sent_rv = None
+        elif "merge-patch" in ctype:
+            new = merge_patch(current, body)
+            sent_rv = (body.get("metadata") or {}).get("resourceVersion")
+        else:
+            return _status(415, "UnsupportedMediaType", f"content type {ctype!r}")
+        if self.before_write is not None:
+            hook, self.before_write = self.before_write, None
+            hook(key)  # a concurrent writer gets in first
+            current = self.objects[key]
+        if sent_rv is not None and sent_rv != current["metadata"]["resourceVersion"]:
+            return _status(
+                409,
+                "Conflict",
+                "the object has been modified; please apply your "
+                "changes to the latest version and try again",
+            )
+        errors = validate(new, current)
+        if errors:
+            return _status(422, "Invalid", "; ".join(errors))
+        self.rv += 1
+        new["metadata"]["resourceVersion"] = str(self.rv)
+        self.objects[key] = new
+        self.writes.append((request.method, key))
+        return web.json_response(new)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_get("/apis", self._discovery)
+        app.router.add_get("/apis/", self._discovery)
+        app.router.add_get("/apis/{group}/{version}", self._discovery)
+        path = "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}"
+        app.router.add_route("*", path, self._object)
+        runner = web.AppRunner(app)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+
+    def __enter__(self) -> KubeApi:
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
