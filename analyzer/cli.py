@@ -20,15 +20,20 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
+from kubernetes_asyncio.client import ApiClient
 
 from analyzer import __version__
 from analyzer.analysis.judge import Verdict
 from analyzer.config import LoadedRule, json_schema, load_rules
 from analyzer.notify.factory import make_gates, make_notifier
+from analyzer.rollout.machine import COMMANDS
 from analyzer.rollout.state import RolloutState, annotation_key
 from analyzer.rollout.weights import Target
-from analyzer.routers.base import RouterError, TrafficRouter
+from analyzer.routers.base import ConflictError, RouterError, TrafficRouter, command_key
+from analyzer.routers.dryrun import DryRunRouter
 from analyzer.routers.factory import make_router
+from analyzer.routers.kube import KubeRouter
+from analyzer.routers.kubeconfig import api_client
 from analyzer.runtime.controller import JudgmentListener, RolloutController
 from analyzer.runtime.engine import Engine
 from analyzer.secrets import SecretError
@@ -130,12 +135,15 @@ def _load_or_exit(paths: Sequence[str]) -> list[LoadedRule]:
 
 
 def _controllers(
-    rules: Sequence[LoadedRule], dry_run: bool, listener: JudgmentListener | None
+    rules: Sequence[LoadedRule],
+    dry_run: bool,
+    listener: JudgmentListener | None,
+    api: ApiClient | None = None,
 ) -> list[RolloutController]:
     out = []
     for loaded in rules:
         try:
-            router = make_router(loaded, dry_run)
+            router = make_router(loaded, dry_run, api)
             notifier, _ = make_notifier(loaded.rule.spec)
             gates = make_gates(loaded.rule.spec)
             prom = loaded.rule.spec.prometheus
@@ -251,11 +259,30 @@ async def _run_file(
 
 
 async def _run_kafka(
-    rules: list[LoadedRule], settings: KafkaSettings, dry_run: bool, progress: Progress
+    rules: list[LoadedRule],
+    settings: KafkaSettings,
+    dry_run: bool,
+    progress: Progress,
+    kubeconfig: str | None = None,
 ) -> list[RolloutController]:
     """Live: consume until SIGINT/SIGTERM, judging on event time and on the wall clock."""
     listener = ProgressListener(progress)
-    controllers = _controllers(rules, dry_run, listener)
+    api = None
+    if any(r.manifest_path is None for r in rules):
+        try:
+            api = await api_client(kubeconfig)
+        except RouterError as exc:
+            print(f"kubernetes: {exc}", file=sys.stderr)
+            raise SystemExit(2) from exc
+    controllers = _controllers(rules, dry_run, listener, api)
+    for c in controllers:
+        router = c.router.inner if isinstance(c.router, DryRunRouter) else c.router
+        if isinstance(router, KubeRouter):
+            try:
+                await router.check_served()
+            except RouterError as exc:
+                print(f"rule {c.name}: {exc}", file=sys.stderr)
+                raise SystemExit(2) from exc
     engine = Engine(controllers)
     await engine.start(time.time())
     active = [c.state.step_started_at for c in controllers if c.active and c.state]
@@ -276,6 +303,8 @@ async def _run_kafka(
         await source.stop()
         await engine.close()
         listener.flush(controllers)
+        if api is not None:
+            await api.close()
     return controllers
 
 
@@ -293,7 +322,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"kafka settings: {exc}", file=sys.stderr)
             return 2
         controllers = asyncio.run(
-            _run_kafka(_load_or_exit(rule_paths), settings, args.dry_run, Progress(sys.stdout))
+            _run_kafka(
+                _load_or_exit(rule_paths),
+                settings,
+                args.dry_run,
+                Progress(sys.stdout),
+                args.kubeconfig,
+            )
         )
         _print_summary(asyncio.run(_summary(controllers)), sys.stdout)
         return 0
@@ -486,6 +521,44 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_override(args: argparse.Namespace) -> int:
+    """Set the command annotation on the routed object; the daemon acts at its next judgment."""
+    rules = [r for r in _load_or_exit(args.rules) if r.name == args.rule]
+    if not rules:
+        print(f"no rule named {args.rule}", file=sys.stderr)
+        return 2
+    loaded = rules[0]
+
+    async def go() -> None:
+        api = await api_client(args.kubeconfig) if loaded.manifest_path is None else None
+        try:
+            router = make_router(loaded, api=api)
+            value = args.action + (f": {args.reason}" if args.reason else "")
+            for _ in range(3):
+                obj = await router.read()
+                try:
+                    await router.write(
+                        version=obj.version,
+                        targets=None,
+                        annotations={command_key(loaded.name): value},
+                    )
+                    return
+                except ConflictError:
+                    continue
+            raise RouterError("the object kept changing; try again")
+        finally:
+            if api is not None:
+                await api.close()
+
+    try:
+        asyncio.run(go())
+    except RouterError as exc:
+        print(f"override: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.action} requested for {loaded.name}; the daemon applies it at its next judgment")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="canary-analyzer", description=__doc__)
     p.add_argument("--version", action="version", version=__version__)
@@ -500,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rules", action="append", help="rule file or directory (repeatable)")
     run.add_argument("--events", help="JSONL access log (.gz ok), or - for stdin")
     run.add_argument("--workdir", help="demo mode: where to copy the bundled files")
+    run.add_argument("--kubeconfig", help="cluster mode: kubeconfig (default: in-cluster)")
     run.add_argument(
         "--kafka",
         action="store_true",
@@ -541,6 +615,14 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=cmd_rules_validate)
     sch = rsub.add_parser("schema", help="print the rule JSON Schema")
     sch.set_defaults(func=cmd_rules_schema)
+
+    ov = sub.add_parser("override", help="pause, resume, abort or promote a rollout by hand")
+    ov.add_argument("action", choices=list(COMMANDS))
+    ov.add_argument("--rules", action="append", required=True)
+    ov.add_argument("--rule", required=True, help="the rule's metadata.name")
+    ov.add_argument("--reason", default="", help="shown in the decision and notifications")
+    ov.add_argument("--kubeconfig")
+    ov.set_defaults(func=cmd_override)
 
     st = sub.add_parser("status", help="rollouts recorded on the routed objects")
     st.add_argument("--rules", action="append", required=True)

@@ -14,15 +14,17 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
+from analyzer.cli import main
 from analyzer.config import LoadedRule, parse_rule_text
 from analyzer.notify.base import NoopNotifier
 from analyzer.rollout.state import RolloutState, annotation_key
 from analyzer.routers.base import RouterError
 from analyzer.routers.factory import make_router
 from analyzer.routers.kube import KubeRouter
+from analyzer.routers.kubeconfig import api_client
 from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
-from tests.conftest import DEMO
+from tests.conftest import DEMO, fresh_demo, replay
 from tests.crd import CRD_DIR
 from tests.kubeapi import KubeApi
 
@@ -233,3 +235,89 @@ def test_an_invalid_write_is_refused_by_the_emulator() -> None:
 
     message = asyncio.run(go())
     assert "targetModels.0.weight" in message and "less than the minimum of 1" in message
+
+
+def test_a_restarted_daemon_resumes_the_step_with_no_extra_write(
+    simulated_log: Callable[..., Path],
+) -> None:
+    kind, api_version = FLAVOURS[1]
+    log = simulated_log(canary_ttft_factor=1.0)
+    lines = log.read_bytes().splitlines()
+    head = log.parent / "head-for-kube.jsonl"
+    head.write_bytes(b"\n".join(lines[: len(lines) * 45 // 100]) + b"\n")
+    with KubeApi() as api:
+        api.put(_object(kind, api_version))
+        first = asyncio.run(_replay(api, _rule(kind, api_version), head))
+        assert first.state is not None and first.state.step == 1
+        before = api.get(api_version, kind, "routed")
+        writes = len(api.writes)
+
+        async def restart() -> RolloutController:
+            async with client.ApiClient(client.Configuration(host=api.url)) as ac:
+                loaded = _rule(kind, api_version)
+                c = RolloutController(loaded, make_router(loaded, api=ac), NoopNotifier())
+                await Engine([c]).start(first.state.step_started_at + 30)  # type: ignore[union-attr]
+                return c
+
+        second = asyncio.run(restart())
+        after = api.get(api_version, kind, "routed")
+    assert second.state == first.state  # same step, same weights, same history
+    assert len(api.writes) == writes  # adopting the state writes nothing
+    assert after == before
+
+
+def test_kubeconfig_loading_and_a_clear_error_without_one(tmp_path: Path) -> None:
+    with pytest.raises(RouterError, match="no Kubernetes configuration works; tried"):
+        asyncio.run(api_client(str(tmp_path / "missing")))
+    kind, api_version = FLAVOURS[2]
+    with KubeApi() as api:
+        api.put(_object(kind, api_version))
+        kubeconfig = tmp_path / "config"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
+            f"clusters:\n- name: emu\n  cluster: {{server: '{api.url}'}}\n"
+            "users:\n- name: me\n  user: {token: abc}\n"
+            "contexts:\n- name: test\n  context: {cluster: emu, user: me}\n"
+        )
+
+        async def go() -> tuple[tuple[str, int | None], ...]:
+            ac = await api_client(str(kubeconfig))
+            async with ac:
+                router = make_router(_rule(kind, api_version), api=ac)
+                assert isinstance(router, KubeRouter)
+                await router.check_served()
+                return (await router.read()).targets
+
+        assert asyncio.run(go()) == tuple(ORIGINAL)
+
+
+def test_cli_override_sets_the_command_annotation(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = fresh_demo(tmp_path)
+    log = simulated_log(canary_ttft_factor=1.0)
+    lines = log.read_bytes().splitlines(keepends=True)
+    head, tail = tmp_path / "head.jsonl", tmp_path / "tail.jsonl"
+    head.write_bytes(b"".join(lines[: len(lines) // 4]))
+    tail.write_bytes(b"".join(lines[len(lines) // 4 :]))
+    replay(work / "rule.yaml", head, capsys=capsys)
+    assert (
+        main(
+            [
+                "override",
+                "pause",
+                "--rules",
+                str(work / "rule.yaml"),
+                "--rule",
+                "lora-request-canary",
+                "--reason",
+                "load test at 14:00",
+            ]
+        )
+        == 0
+    )
+    doc = replay(work / "rule.yaml", tail, capsys=capsys)["rollouts"][0]
+    assert doc["phase"] == "Paused"
+    assert doc["decisions"][0]["action"] == "pause"
+    assert "load test at 14:00" in doc["decisions"][0]["reason"]
+    assert main(["override", "pause", "--rules", str(work / "rule.yaml"), "--rule", "nope"]) == 2
