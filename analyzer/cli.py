@@ -144,7 +144,9 @@ def _controllers(
     for loaded in rules:
         try:
             router = make_router(loaded, dry_run, api)
-            notifier, _ = make_notifier(loaded.rule.spec)
+            notifier, _ = make_notifier(
+                loaded.rule.spec, api if loaded.manifest_path is None else None
+            )
             gates = make_gates(loaded.rule.spec)
             prom = loaded.rule.spec.prometheus
             prometheus = PrometheusSource(prom) if prom is not None else None

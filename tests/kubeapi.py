@@ -66,6 +66,8 @@ class KubeApi:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.rv = 100
         self.writes: list[tuple[str, Key]] = []
+        self.leases: dict[tuple[str, str], dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
         self.before_write: Callable[[Key], None] | None = None
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -176,9 +178,46 @@ class KubeApi:
         self.writes.append((request.method, key))
         return web.json_response(new)
 
+    async def _leases(self, request: web.Request) -> web.Response:
+        """coordination.k8s.io/v1 Leases: create, get, replace with resourceVersion checks."""
+        ns, name = request.match_info["namespace"], request.match_info.get("name")
+        if request.method == "POST":
+            body = json.loads(await request.read())
+            key = (ns, body["metadata"]["name"])
+            if key in self.leases:
+                return _status(409, "AlreadyExists", f'leases "{key[1]}" already exists')
+        else:
+            key = (ns, name or "")
+            if key not in self.leases:
+                return _status(404, "NotFound", f'leases "{name}" not found')
+            if request.method == "GET":
+                return web.json_response(self.leases[key])
+            body = json.loads(await request.read())
+            sent = body.get("metadata", {}).get("resourceVersion")
+            if sent != self.leases[key]["metadata"]["resourceVersion"]:
+                return _status(409, "Conflict", "the object has been modified")
+        self.rv += 1
+        body.setdefault("metadata", {})["resourceVersion"] = str(self.rv)
+        body["metadata"]["namespace"] = ns
+        body.setdefault("apiVersion", "coordination.k8s.io/v1")
+        body.setdefault("kind", "Lease")
+        self.leases[key] = body
+        return web.json_response(body, status=201 if request.method == "POST" else 200)
+
+    async def _events(self, request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        self.rv += 1
+        body.setdefault("metadata", {})["resourceVersion"] = str(self.rv)
+        self.events.append(body)
+        return web.json_response(body, status=201)
+
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
+        lease = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        app.router.add_post(lease, self._leases)
+        app.router.add_route("*", lease + "/{name}", self._leases)
+        app.router.add_post("/api/v1/namespaces/{namespace}/events", self._events)
         app.router.add_get("/apis", self._discovery)
         app.router.add_get("/apis/", self._discovery)
         app.router.add_get("/apis/{group}/{version}", self._discovery)

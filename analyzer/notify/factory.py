@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from kubernetes_asyncio.client import ApiClient
+
 from analyzer.config import RuleSpec, SlackDestination, WebhookDestination
 from analyzer.notify.base import FanoutNotifier, Notifier
 from analyzer.notify.delivery import DeliveryQueue, Transport
 from analyzer.notify.gates import Gate, HttpGate
+from analyzer.notify.kubeevents import KubeEventTransport
 from analyzer.notify.log import LogNotifier
 from analyzer.notify.slack import SlackBotTransport, SlackWebhookTransport
 from analyzer.notify.webhook import WebhookTransport
@@ -28,8 +31,13 @@ def _transport(dest: SlackDestination | WebhookDestination) -> Transport:
     return SlackWebhookTransport(resolve(dest.webhook_url), dest.timeout)
 
 
-def make_notifier(spec: RuleSpec) -> tuple[Notifier, list[DeliveryQueue]]:
-    """The rule's notifier and its queues (for counters). Raises SecretError if one is missing."""
+def make_notifier(
+    spec: RuleSpec, api: ApiClient | None = None
+) -> tuple[Notifier, list[DeliveryQueue]]:
+    """The rule's notifier and its queues (for counters). Raises SecretError if one is missing.
+
+    With a Kubernetes API client, decisions also become Events on the routed object.
+    """
     queues = [
         DeliveryQueue(
             d.name,
@@ -40,6 +48,8 @@ def make_notifier(spec: RuleSpec) -> tuple[Notifier, list[DeliveryQueue]]:
         )
         for d in spec.notify
     ]
+    if api is not None:
+        queues.append(DeliveryQueue("kubernetes-events", KubeEventTransport(api, spec.target)))
     notifiers: Sequence[Notifier] = [LogNotifier(), *queues]
     return FanoutNotifier(list(notifiers)), queues
 

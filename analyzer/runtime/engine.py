@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
@@ -25,8 +25,14 @@ from analyzer.stats.histogram import IntArray
 
 
 class Engine:
-    def __init__(self, controllers: Sequence[RolloutController]) -> None:
+    def __init__(
+        self,
+        controllers: Sequence[RolloutController],
+        is_leader: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.controllers = list(controllers)
+        self.is_leader = is_leader
+        self._leading = False
         self.by_model: dict[str, list[RolloutController]] = defaultdict(list)
         for c in self.controllers:
             self.by_model[c.spec.model].append(c)
@@ -54,9 +60,18 @@ class Engine:
 
     async def start(self, now: float) -> None:
         self.now = now
-        for c in self.controllers:
-            await c.begin(now)
         self.started = True
+        await self._follow_leadership(now)
+
+    async def _follow_leadership(self, now: float) -> bool:
+        """Begin (adopt or start) every rollout when leadership is gained; a follower only
+        keeps the clock. Returns whether this replica leads."""
+        leading = self.is_leader()
+        if leading and not self._leading:
+            for c in self.controllers:
+                await c.begin(now)  # the previous leader may have moved on: read it back
+        self._leading = leading
+        return leading
 
     async def advance(self, now: float) -> None:
         """Move event time to ``now``, judging every controller due on the way."""
@@ -64,6 +79,9 @@ class Engine:
             await self.start(now)
         assert self.now is not None
         if now < self.now:
+            return
+        if not await self._follow_leadership(now):
+            self.now = now
             return
         while True:
             due = [c for c in self.controllers if c.due(now) and c.next_judgment_at is not None]

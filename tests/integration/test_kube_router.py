@@ -17,6 +17,7 @@ from kubernetes_asyncio import client
 from analyzer.cli import main
 from analyzer.config import LoadedRule, parse_rule_text
 from analyzer.notify.base import NoopNotifier
+from analyzer.notify.factory import make_notifier
 from analyzer.rollout.state import RolloutState, annotation_key
 from analyzer.routers.base import RouterError
 from analyzer.routers.factory import make_router
@@ -24,6 +25,7 @@ from analyzer.routers.kube import KubeRouter
 from analyzer.routers.kubeconfig import api_client
 from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
+from analyzer.runtime.leader import KubeLeaseStore, LeaderElector
 from tests.conftest import DEMO, fresh_demo, replay
 from tests.crd import CRD_DIR
 from tests.kubeapi import KubeApi
@@ -321,3 +323,121 @@ def test_cli_override_sets_the_command_annotation(
     assert doc["decisions"][0]["action"] == "pause"
     assert "load test at 14:00" in doc["decisions"][0]["reason"]
     assert main(["override", "pause", "--rules", str(work / "rule.yaml"), "--rule", "nope"]) == 2
+
+
+def test_two_replicas_one_writes_and_the_other_takes_over(
+    simulated_log: Callable[..., Path],
+) -> None:
+    kind, api_version = FLAVOURS[1]
+    lines = simulated_log(canary_ttft_factor=1.0).read_bytes().splitlines()
+    kill_at = len(lines) * 40 // 100
+    with KubeApi() as api:
+        api.put(_object(kind, api_version))
+
+        async def go() -> tuple[RolloutController, RolloutController, float]:
+            clock = [0.0]
+            async with client.ApiClient(client.Configuration(host=api.url)) as ac:
+                replicas = []
+                for name in ("replica-1", "replica-2"):
+                    elector = LeaderElector(
+                        KubeLeaseStore(ac, "canary-analyzer", "default"),
+                        name,
+                        lease_duration=15,
+                        renew_deadline=10,
+                        retry_period=2,
+                        clock=lambda: clock[0],
+                    )
+                    loaded = _rule(kind, api_version)
+                    c = RolloutController(loaded, make_router(loaded, api=ac), NoopNotifier())
+                    replicas.append((elector, c, Engine([c], is_leader=elector.is_leader)))
+                last_renew = -1e9
+                killed_at = 0.0
+                for i, line in enumerate(lines):
+                    event, _ = replicas[0][2].parse(line)
+                    assert event is not None
+                    clock[0] = event.timestamp
+                    alive = replicas if i < kill_at else replicas[1:]
+                    if i == kill_at:
+                        killed_at = clock[0]
+                    if clock[0] - last_renew >= 2:
+                        for elector, _, _ in alive:
+                            await elector.try_acquire_or_renew()
+                        last_renew = clock[0]
+                    for _, _, engine in alive:
+                        await engine.feed_event(event)
+                await replicas[1][2].finish()
+                return replicas[0][1], replicas[1][1], killed_at
+
+        first, second, killed_at = asyncio.run(go())
+        obj = api.get(api_version, kind, "routed")
+        lease = api.leases[("default", "canary-analyzer")]
+    assert first.decisions and first.decisions[0].action == "start"
+    assert second.decisions, "the follower never took over"
+    assert "start" not in [d.action for d in second.decisions]  # it resumed, not restarted
+    assert min(d.at for d in second.decisions) >= killed_at + 15 - 2  # only after the lease ran out
+    assert len(api.writes) == len(first.decisions) + len(second.decisions)  # nobody wrote twice
+    assert lease["spec"]["holderIdentity"] == "replica-2"
+    assert lease["spec"]["leaseTransitions"] == 1
+    state = RolloutState.loads(obj["metadata"]["annotations"][annotation_key(second.name)])
+    assert state.phase == "Succeeded"
+
+
+def test_a_leader_cut_off_from_the_api_stops_acting_first() -> None:
+    clock = [100.0]
+
+    class DeadStore:
+        async def get(self) -> None:
+            raise OSError("connection refused")
+
+        async def create(self, record: object) -> object:
+            raise OSError
+
+        async def replace(self, record: object) -> object:
+            raise OSError
+
+    elector = LeaderElector(
+        DeadStore(),
+        "me",
+        lease_duration=15,
+        renew_deadline=10,  # type: ignore[arg-type]
+        retry_period=2,
+        clock=lambda: clock[0],
+    )
+    elector._renewed_at = 100.0  # it was leader a moment ago
+    assert elector.is_leader()
+    clock[0] = 109.0
+    assert asyncio.run(elector.try_acquire_or_renew()) is True  # still within the deadline
+    clock[0] = 110.5
+    assert asyncio.run(elector.try_acquire_or_renew()) is False  # steps down at 10 s < 15 s
+
+
+def test_every_decision_becomes_an_event_on_the_object(
+    simulated_log: Callable[..., Path],
+) -> None:
+    kind, api_version = FLAVOURS[2]
+    with KubeApi() as api:
+        api.put(_object(kind, api_version))
+
+        async def go() -> RolloutController:
+            async with client.ApiClient(client.Configuration(host=api.url)) as ac:
+                loaded = _rule(kind, api_version)
+                notifier, _ = make_notifier(loaded.rule.spec, ac)
+                c = RolloutController(loaded, make_router(loaded, api=ac), notifier)
+                engine = Engine([c])
+                for line in simulated_log(canary_ttft_factor=1.4).read_bytes().splitlines():
+                    await engine.feed_line(line)
+                await engine.close(timeout=10)
+                return c
+
+        c = asyncio.run(go())
+        events = list(api.events)
+    assert [e["reason"] for e in events] == ["RolloutStarted", "Holding", "RolledBack"]
+    assert [d.action for d in c.decisions] == ["start", "hold", "rollback"]
+    last = events[-1]
+    assert last["type"] == "Warning" and "canary/baseline" in last["message"]
+    assert last["involvedObject"] == {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": "routed",
+        "namespace": "default",
+    }
