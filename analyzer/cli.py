@@ -10,10 +10,11 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -29,13 +30,20 @@ from analyzer.notify.factory import make_gates, make_notifier
 from analyzer.rollout.machine import COMMANDS
 from analyzer.rollout.state import RolloutState, annotation_key
 from analyzer.rollout.weights import Target
-from analyzer.routers.base import ConflictError, RouterError, TrafficRouter, command_key
+from analyzer.routers.base import (
+    ConflictError,
+    RoutedObject,
+    RouterError,
+    TrafficRouter,
+    command_key,
+)
 from analyzer.routers.dryrun import DryRunRouter
 from analyzer.routers.factory import make_router
 from analyzer.routers.kube import KubeRouter
 from analyzer.routers.kubeconfig import api_client
 from analyzer.runtime.controller import JudgmentListener, RolloutController
 from analyzer.runtime.engine import Engine
+from analyzer.runtime.leader import KubeLeaseStore, LeaderElector
 from analyzer.secrets import SecretError
 from analyzer.sources.kafka import KafkaSettings, KafkaSource
 from analyzer.sources.prometheus import PrometheusSource
@@ -266,7 +274,9 @@ async def _run_kafka(
     dry_run: bool,
     progress: Progress,
     kubeconfig: str | None = None,
-) -> list[RolloutController]:
+    lease_name: str = "canary-analyzer",
+    lease_namespace: str | None = None,
+) -> list[dict[str, Any]]:
     """Live: consume until SIGINT/SIGTERM, judging on event time and on the wall clock."""
     listener = ProgressListener(progress)
     api = None
@@ -285,29 +295,65 @@ async def _run_kafka(
             except RouterError as exc:
                 print(f"rule {c.name}: {exc}", file=sys.stderr)
                 raise SystemExit(2) from exc
-    engine = Engine(controllers)
-    await engine.start(time.time())
-    active = [c.state.step_started_at for c in controllers if c.active and c.state]
-    source = KafkaSource(settings, engine, wall_clock=True)
-    await source.start(since=min(active) if active else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    tasks: list[asyncio.Task[None]] = []
+    is_leader: Callable[[], bool] = lambda: True  # noqa: E731 - one replica, files: always leads
+    if api is not None:
+        identity = f"{socket.gethostname()}-{os.getpid()}"
+        namespace = lease_namespace or os.environ.get("POD_NAMESPACE", "default")
+        elector = LeaderElector(
+            KubeLeaseStore(api, lease_name, namespace), identity, clock=time.time
+        )
+        await elector.try_acquire_or_renew()
+        tasks.append(asyncio.create_task(elector.run(stop), name="leader-election"))
+        is_leader = elector.is_leader
+    engine = Engine(controllers, is_leader=is_leader)
+    await engine.start(time.time())
+
+    def running_since() -> float | None:
+        starts = [c.state.step_started_at for c in controllers if c.active and c.state]
+        return min(starts) if starts else None
+
+    source = KafkaSource(settings, engine, wall_clock=True)
+    await source.start(since=running_since())
+    for c in controllers:
+        router = c.router.inner if isinstance(c.router, DryRunRouter) else c.router
+        if isinstance(router, KubeRouter):
+
+            async def changed(obj: RoutedObject, c: RolloutController = c) -> None:
+                if is_leader():  # followers never write
+                    await c.on_object_change(obj, engine.now or time.time())
+
+            tasks.append(asyncio.create_task(router.watch(changed, stop), name=f"watch-{c.name}"))
     ingest = asyncio.create_task(source.run(stop), name="kafka-ingest")
+    leading = is_leader()
     try:
         while not stop.is_set() and not ingest.done():
             await asyncio.sleep(1.0)
             listener.flush(controllers)
+            if is_leader() and not leading:
+                # Taking over: the windows were rebuilt from the steps' starts; read the log
+                # again from there (records already folded are skipped by offset).
+                since = running_since()
+                if since is not None:
+                    await source.rewind(since)
+            leading = is_leader()
     finally:
         stop.set()
         await asyncio.wait_for(ingest, timeout=10)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await source.stop()
         await engine.close()
         listener.flush(controllers)
+        summary = await _summary(controllers)
         if api is not None:
             await api.close()
-    return controllers
+    return summary
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -323,16 +369,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as exc:
             print(f"kafka settings: {exc}", file=sys.stderr)
             return 2
-        controllers = asyncio.run(
+        rollouts = asyncio.run(
             _run_kafka(
                 _load_or_exit(rule_paths),
                 settings,
                 args.dry_run,
                 Progress(sys.stdout),
                 args.kubeconfig,
+                args.lease_name,
+                args.lease_namespace,
             )
         )
-        _print_summary(asyncio.run(_summary(controllers)), sys.stdout)
+        _print_summary(rollouts, sys.stdout)
         return 0
     if not rule_paths:
         demo = _demo_dir(args.workdir)
@@ -576,6 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--events", help="JSONL access log (.gz ok), or - for stdin")
     run.add_argument("--workdir", help="demo mode: where to copy the bundled files")
     run.add_argument("--kubeconfig", help="cluster mode: kubeconfig (default: in-cluster)")
+    run.add_argument("--lease-name", default="canary-analyzer", help="leader-election Lease")
+    run.add_argument("--lease-namespace", help="default: $POD_NAMESPACE, else default")
     run.add_argument(
         "--kafka",
         action="store_true",

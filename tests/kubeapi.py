@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonpatch
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 from ruamel.yaml import YAML
 
 from tests.crd import CRD_DIR, validate
@@ -67,6 +67,10 @@ class KubeApi:
         self.rv = 100
         self.writes: list[tuple[str, Key]] = []
         self.leases: dict[tuple[str, str], dict[str, Any]] = {}
+        self.changelog: list[tuple[int, str, Key, dict[str, Any]]] = []
+        self.expire_next_watch = False
+        self.lists = 0
+        self.watches = 0
         self.events: list[dict[str, Any]] = []
         self.before_write: Callable[[Key], None] | None = None
         self._loop = asyncio.new_event_loop()
@@ -88,7 +92,9 @@ class KubeApi:
         self.rv += 1
         meta["resourceVersion"] = str(self.rv)
         meta.setdefault("namespace", "default")
+        kind = "MODIFIED" if key in self.objects else "ADDED"
         self.objects[key] = copy.deepcopy(obj)
+        self.changelog.append((self.rv, kind, key, copy.deepcopy(obj)))
 
     def get(self, api_version: str, kind: str, name: str, namespace: str = "default") -> Any:
         group, version = api_version.split("/")
@@ -175,8 +181,78 @@ class KubeApi:
         self.rv += 1
         new["metadata"]["resourceVersion"] = str(self.rv)
         self.objects[key] = new
+        self.changelog.append((self.rv, "MODIFIED", key, copy.deepcopy(new)))
         self.writes.append((request.method, key))
         return web.json_response(new)
+
+    async def _collection(self, request: web.Request) -> web.StreamResponse:
+        """List, or watch (with bookmarks) from a resourceVersion; ERROR 410 when expired."""
+        m = request.match_info
+        scope = (m["group"], m["version"], m["namespace"], m["plural"])
+        selector = request.query.get("fieldSelector", "")
+        name = selector.split("=", 1)[1] if selector.startswith("metadata.name=") else None
+
+        def match(key: Key) -> bool:
+            return key[:4] == scope and (name is None or key[4] == name)
+
+        if request.query.get("watch") not in ("true", "1", "True"):
+            self.lists += 1
+            items = [copy.deepcopy(o) for k, o in self.objects.items() if match(k)]
+            return web.json_response(
+                {
+                    "apiVersion": f"{scope[0]}/{scope[1]}",
+                    "kind": "List",
+                    "metadata": {"resourceVersion": str(self.rv)},
+                    "items": items,
+                }
+            )
+        self.watches += 1
+        sent = int(request.query.get("resourceVersion") or self.rv)
+        resp = web.StreamResponse()
+        resp.content_type = "application/json"
+        await resp.prepare(request)
+
+        async def emit(kind: str, obj: dict[str, Any]) -> None:
+            await resp.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+
+        if self.expire_next_watch:
+            self.expire_next_watch = False
+            await emit(
+                "ERROR",
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "message": "too old resource version",
+                    "reason": "Expired",
+                    "code": 410,
+                },
+            )
+            return resp
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(request.query.get("timeoutSeconds", "30"))
+        bookmarks = request.query.get("allowWatchBookmarks") in ("true", "1", "True")
+        last_bookmark = loop.time()
+        try:
+            while loop.time() < deadline:
+                for rv, kind, key, obj in list(self.changelog):
+                    if rv > sent and match(key):
+                        await emit(kind, obj)
+                        sent = rv
+                if bookmarks and loop.time() - last_bookmark > 0.5:
+                    await emit(
+                        "BOOKMARK",
+                        {
+                            "kind": "List",
+                            "apiVersion": f"{scope[0]}/{scope[1]}",
+                            "metadata": {"resourceVersion": str(self.rv)},
+                        },
+                    )
+                    last_bookmark = loop.time()
+                await asyncio.sleep(0.05)
+        except (ConnectionResetError, ClientConnectionResetError):
+            pass  # the watcher went away
+        return resp
 
     async def _leases(self, request: web.Request) -> web.Response:
         """coordination.k8s.io/v1 Leases: create, get, replace with resourceVersion checks."""
@@ -221,7 +297,9 @@ class KubeApi:
         app.router.add_get("/apis", self._discovery)
         app.router.add_get("/apis/", self._discovery)
         app.router.add_get("/apis/{group}/{version}", self._discovery)
-        path = "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}"
+        collection = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
+        app.router.add_get(collection, self._collection)
+        path = collection + "/{name}"
         app.router.add_route("*", path, self._object)
         runner = web.AppRunner(app)
         self._loop.run_until_complete(runner.setup())

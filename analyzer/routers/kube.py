@@ -10,12 +10,14 @@ Must not: decide anything; write anything but the model's targets and our annota
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from kubernetes_asyncio import client
+import structlog
+from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from analyzer.config import TargetRef
@@ -23,6 +25,7 @@ from analyzer.rollout.weights import Target
 from analyzer.routers.base import ConflictError, RoutedObject, RouterError
 from analyzer.routers.objects import read_annotations, read_targets, target_list, write_targets
 
+log = structlog.get_logger("analyzer.kube")
 PLURALS = {"InferenceModel": "inferencemodels", "InferenceModelRewrite": "inferencemodelrewrites"}
 
 
@@ -87,6 +90,46 @@ class KubeRouter:
             ) from None
         self._last = obj
         return self._routed(obj)
+
+    async def watch(
+        self,
+        on_change: Callable[[RoutedObject], Awaitable[None]],
+        stop: asyncio.Event,
+        timeout_seconds: int = 300,
+    ) -> None:
+        """List, then watch from the list's resourceVersion; re-list on 410 Gone."""
+        t = self.target
+        selector = f"metadata.name={t.name}"
+        while not stop.is_set():
+            listed = await self.custom.list_namespaced_custom_object(
+                self.group, self.version, t.namespace, self.plural, field_selector=selector
+            )
+            version = listed["metadata"]["resourceVersion"]
+            for item in listed.get("items", []):
+                await on_change(self._routed(item))
+            stream = watch.Watch()
+            try:
+                async for event in stream.stream(
+                    self.custom.list_namespaced_custom_object,
+                    self.group,
+                    self.version,
+                    t.namespace,
+                    self.plural,
+                    field_selector=selector,
+                    resource_version=version,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=timeout_seconds,
+                ):
+                    if stop.is_set():
+                        break
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        await on_change(self._routed(event["raw_object"]))
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
+                log.info("watch_expired", object=self.describe)  # 410 Gone: list again
+            finally:
+                stream.stop()
 
     async def write(
         self,

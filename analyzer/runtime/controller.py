@@ -85,6 +85,7 @@ class RolloutController:
         self.on_judgment = on_judgment
         self.gates = list(gates)
         self.prometheus = prometheus
+        self._last_seen_version: str | None = None
         self._gate_refusal: str | None = None
         self._log = log.bind(rule=self.name, object=router.describe)
 
@@ -187,25 +188,7 @@ class RolloutController:
         assert self.state is not None and self.windows is not None
         for _ in range(MAX_CONFLICT_RETRIES):
             obj = await self.router.read()
-            override = self._override(obj)
-            if override is not None:
-                command, reason = override
-                state, actions = machine.on_command(self.state, command, now, reason)
-                await self._try_apply(obj, state, actions, {command_key(self.name): None})
-                return
-            if (
-                self.state.phase == "Progressing"
-                and self.state.applied
-                and (tuple(obj.targets) != self.state.applied)
-            ):
-                edit = ", ".join(f"{n}={w}" for n, w in obj.targets)
-                state, actions = machine.on_command(
-                    self.state,
-                    "pause",
-                    now,
-                    f"weights changed outside canary-analyzer ({edit}); resume to continue",
-                )
-                await self._try_apply(obj, state, actions, {})
+            if await self._react(obj, now):
                 return
             if self.state.phase != "Progressing":
                 return
@@ -229,6 +212,44 @@ class RolloutController:
                 self._log.warning("write_conflict", retrying=True)
                 continue
         await self._fail("the object kept changing under every write; giving up", now)
+
+    async def _react(self, obj: RoutedObject, now: float) -> bool:
+        """Humans first: a command annotation, or weights someone else changed (a pause).
+        True when the object called for one of them and it was handled."""
+        assert self.state is not None
+        override = self._override(obj)
+        if override is not None:
+            command, reason = override
+            state, actions = machine.on_command(self.state, command, now, reason)
+            await self._try_apply(obj, state, actions, {command_key(self.name): None})
+            return True
+        if (
+            self.state.phase == "Progressing"
+            and self.state.applied
+            and (tuple(obj.targets) != self.state.applied)
+        ):
+            edit = ", ".join(f"{n}={w}" for n, w in obj.targets)
+            state, actions = machine.on_command(
+                self.state,
+                "pause",
+                now,
+                f"weights changed outside canary-analyzer ({edit}); resume to continue",
+            )
+            await self._try_apply(obj, state, actions, {})
+            return True
+        return False
+
+    async def on_object_change(self, obj: RoutedObject, now: float) -> None:
+        """A watch event: react to human edits and commands at once, not at the next look."""
+        if self.state is None or self.state.finished or self.error is not None:
+            return
+        if obj.version == self._last_seen_version:
+            return
+        self._last_seen_version = obj.version
+        try:
+            await self._react(obj, now)
+        except (RouterError, WeightError) as exc:
+            await self._fail(str(exc), now)
 
     async def _check_results(self, now: float) -> list[CheckResult]:
         """Every check of the rule, in the rule's order, on this step's evidence."""

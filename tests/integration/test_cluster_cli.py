@@ -1,0 +1,110 @@
+"""`canary-analyzer run --kafka --kubeconfig` as a process: a real Kafka-protocol broker, the
+API server emulator, leader election, the watch and Events, and a clean SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEMO
+from tests.integration.test_kube_router import _object
+from tests.kafkabroker import Broker, create_topic
+from tests.kubeapi import KubeApi
+
+pytestmark = pytest.mark.slow
+API_VERSION = "inference.networking.x-k8s.io/v1alpha2"
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_cluster_mode_process(tmp_path: Path) -> None:
+    broker = Broker(tmp_path)
+    broker.start()
+    try:
+        asyncio.run(create_topic(broker.bootstrap, "logs"))
+        with KubeApi() as api:
+            api.put(_object("InferenceModel", API_VERSION))
+            kubeconfig = tmp_path / "kubeconfig"
+            kubeconfig.write_text(
+                "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+                f"clusters:\n- name: e\n  cluster: {{server: '{api.url}'}}\n"
+                "users:\n- name: u\n  user: {token: x}\n"
+                "contexts:\n- name: t\n  context: {cluster: e, user: u}\n"
+            )
+            rule = tmp_path / "rule.yaml"
+            rule.write_text(
+                (DEMO / "rule.yaml")
+                .read_text()
+                .replace("    file: inferencemodel.yaml\n", "")
+                .replace(
+                    "apiVersion: inference.networking.x-k8s.io/v1alpha1",
+                    f"apiVersion: {API_VERSION}",
+                )
+                .replace("name: inferencemodel-sample", "name: routed")
+            )
+            env = {
+                **os.environ,
+                "CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                "CANARY_ANALYZER_KAFKA_TOPICS": "logs",
+                "POD_NAMESPACE": "default",
+            }
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "analyzer",
+                    "run",
+                    "--kafka",
+                    "--rules",
+                    str(rule),
+                    "--kubeconfig",
+                    str(kubeconfig),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+
+            def state() -> dict[str, object]:
+                obj = api.get(API_VERSION, "InferenceModel", "routed")
+                raw = (
+                    obj["metadata"]
+                    .get("annotations", {})
+                    .get("canary-analyzer.io/rollout.lora-request-canary")
+                )
+                return json.loads(raw) if raw else {}
+
+            try:
+                assert _wait(lambda: state().get("phase") == "Progressing"), "never started"
+                assert _wait(lambda: api.watches >= 1), "never watched"
+                obj = api.get(API_VERSION, "InferenceModel", "routed")
+                obj["spec"]["targetModels"][0]["weight"] = 7  # a human edit, mid-step
+                api.put(obj)
+                assert _wait(lambda: state().get("phase") == "Paused", 10), "no pause"
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err.decode()[-2000:]
+            lease = api.leases[("default", "canary-analyzer")]
+            reasons = [e["reason"] for e in api.events]
+    finally:
+        broker.kill()
+    assert lease["spec"]["holderIdentity"]
+    assert reasons == ["RolloutStarted", "Paused"]
+    assert b"lora-request-canary: Paused" in out
