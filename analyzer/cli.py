@@ -26,6 +26,7 @@ from kubernetes_asyncio.client import ApiClient
 from analyzer import __version__
 from analyzer.analysis.judge import Verdict
 from analyzer.config import LoadedRule, json_schema, load_rules
+from analyzer.notify.delivery import DeliveryQueue
 from analyzer.notify.factory import make_gates, make_notifier
 from analyzer.rollout.machine import COMMANDS
 from analyzer.rollout.state import RolloutState, annotation_key
@@ -43,6 +44,8 @@ from analyzer.routers.kube import KubeRouter
 from analyzer.routers.kubeconfig import api_client
 from analyzer.runtime.controller import JudgmentListener, RolloutController
 from analyzer.runtime.engine import Engine
+from analyzer.runtime.http import Observed, make_app
+from analyzer.runtime.http import serve as serve_http
 from analyzer.runtime.leader import KubeLeaseStore, LeaderElector
 from analyzer.secrets import SecretError
 from analyzer.sources.kafka import KafkaSettings, KafkaSource
@@ -147,14 +150,17 @@ def _controllers(
     dry_run: bool,
     listener: JudgmentListener | None,
     api: ApiClient | None = None,
+    queues: list[DeliveryQueue] | None = None,
 ) -> list[RolloutController]:
     out = []
     for loaded in rules:
         try:
             router = make_router(loaded, dry_run, api)
-            notifier, _ = make_notifier(
+            notifier, rule_queues = make_notifier(
                 loaded.rule.spec, api if loaded.manifest_path is None else None
             )
+            if queues is not None:
+                queues.extend(rule_queues)
             gates = make_gates(loaded.rule.spec)
             prom = loaded.rule.spec.prometheus
             prometheus = PrometheusSource(prom) if prom is not None else None
@@ -276,6 +282,7 @@ async def _run_kafka(
     kubeconfig: str | None = None,
     lease_name: str = "canary-analyzer",
     lease_namespace: str | None = None,
+    http_port: int = 8080,
 ) -> list[dict[str, Any]]:
     """Live: consume until SIGINT/SIGTERM, judging on event time and on the wall clock."""
     listener = ProgressListener(progress)
@@ -286,7 +293,8 @@ async def _run_kafka(
         except RouterError as exc:
             print(f"kubernetes: {exc}", file=sys.stderr)
             raise SystemExit(2) from exc
-    controllers = _controllers(rules, dry_run, listener, api)
+    queues: list[DeliveryQueue] = []
+    controllers = _controllers(rules, dry_run, listener, api, queues)
     for c in controllers:
         router = c.router.inner if isinstance(c.router, DryRunRouter) else c.router
         if isinstance(router, KubeRouter):
@@ -329,6 +337,26 @@ async def _run_kafka(
 
             tasks.append(asyncio.create_task(router.watch(changed, stop), name=f"watch-{c.name}"))
     ingest = asyncio.create_task(source.run(stop), name="kafka-ingest")
+    http = None
+    if http_port:
+        observed = Observed(
+            engine,
+            controllers,
+            queues,
+            source,
+            is_leader,
+            checks={
+                "kafka": lambda: (
+                    None
+                    if source.consumer is not None and source.consumer.assignment()
+                    else "no Kafka partitions assigned yet"
+                ),
+                "rollouts": lambda: (
+                    "; ".join(f"{c.name}: {c.error}" for c in controllers if c.error) or None
+                ),
+            },
+        )
+        http = await serve_http(make_app(observed), "0.0.0.0", http_port)
     leading = is_leader()
     try:
         while not stop.is_set() and not ingest.done():
@@ -351,6 +379,8 @@ async def _run_kafka(
         await engine.close()
         listener.flush(controllers)
         summary = await _summary(controllers)
+        if http is not None:
+            await http.cleanup()
         if api is not None:
             await api.close()
     return summary
@@ -378,6 +408,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 args.kubeconfig,
                 args.lease_name,
                 args.lease_namespace,
+                args.http_port,
             )
         )
         _print_summary(rollouts, sys.stdout)
@@ -625,6 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workdir", help="demo mode: where to copy the bundled files")
     run.add_argument("--kubeconfig", help="cluster mode: kubeconfig (default: in-cluster)")
     run.add_argument("--lease-name", default="canary-analyzer", help="leader-election Lease")
+    run.add_argument(
+        "--http-port", type=int, default=8080, help="/healthz /readyz /metrics; 0: off"
+    )
     run.add_argument("--lease-namespace", help="default: $POD_NAMESPACE, else default")
     run.add_argument(
         "--kafka",

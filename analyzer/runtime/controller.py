@@ -13,6 +13,7 @@ Must not: read a clock (``now`` is passed in) or parse lines.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 
@@ -86,6 +87,8 @@ class RolloutController:
         self.gates = list(gates)
         self.prometheus = prometheus
         self._last_seen_version: str | None = None
+        self.judgments: Counter[tuple[str, str]] = Counter()
+        """Judgments by (check, status), for the daemon's metrics."""
         self._gate_refusal: str | None = None
         self._log = log.bind(rule=self.name, object=router.describe)
 
@@ -194,6 +197,8 @@ class RolloutController:
                 return
             verdict = settle(await self._check_results(now), self.spec.analysis)
             self.last_verdict = verdict
+            for r in verdict.checks:
+                self.judgments[(r.name, r.status)] += 1
             if self.on_judgment is not None:
                 self.on_judgment(self, now, verdict)
             state, actions = machine.on_verdict(self.state, verdict, self.spec.analysis, now)

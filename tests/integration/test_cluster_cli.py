@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import DEMO
 from tests.integration.test_kube_router import _object
 from tests.kafkabroker import Broker, create_topic
 from tests.kubeapi import KubeApi
+from tests.promserver import free_port
 
 pytestmark = pytest.mark.slow
 API_VERSION = "inference.networking.x-k8s.io/v1alpha2"
@@ -64,6 +66,7 @@ def test_cluster_mode_process(tmp_path: Path) -> None:
                 "CANARY_ANALYZER_KAFKA_TOPICS": "logs",
                 "POD_NAMESPACE": "default",
             }
+            port = free_port()
             proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -75,6 +78,8 @@ def test_cluster_mode_process(tmp_path: Path) -> None:
                     str(rule),
                     "--kubeconfig",
                     str(kubeconfig),
+                    "--http-port",
+                    str(port),
                 ],
                 env=env,
                 stdout=subprocess.PIPE,
@@ -97,6 +102,10 @@ def test_cluster_mode_process(tmp_path: Path) -> None:
                 obj["spec"]["targetModels"][0]["weight"] = 7  # a human edit, mid-step
                 api.put(obj)
                 assert _wait(lambda: state().get("phase") == "Paused", 10), "no pause"
+                base = f"http://127.0.0.1:{port}"
+                assert httpx.get(base + "/healthz").status_code == 200
+                assert httpx.get(base + "/readyz").json() == {"ready": True, "leader": True}
+                metrics = httpx.get(base + "/metrics").text
             finally:
                 proc.send_signal(signal.SIGTERM)
                 out, err = proc.communicate(timeout=60)
@@ -108,3 +117,6 @@ def test_cluster_mode_process(tmp_path: Path) -> None:
     assert lease["spec"]["holderIdentity"]
     assert reasons == ["RolloutStarted", "Paused"]
     assert b"lora-request-canary: Paused" in out
+    assert "canary_analyzer_leader 1.0" in metrics
+    paused = 'canary_analyzer_decisions_total{action="pause",rule="lora-request-canary"} 1.0'
+    assert paused in metrics

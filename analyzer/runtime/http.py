@@ -1,0 +1,169 @@
+"""The daemon's HTTP endpoints: /healthz (alive), /readyz (able to act), /metrics (Prometheus).
+
+Metrics are collected at scrape time from the live objects (controllers, engine, Kafka source,
+delivery queues, leader elector), so nothing in the analysis path counts for them. Names follow
+Prometheus conventions (``canary_analyzer_`` prefix, ``_total`` counters, base units).
+
+Must not: change anything it reports on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from analyzer.notify.delivery import DeliveryQueue
+from analyzer.runtime.controller import RolloutController
+from analyzer.runtime.engine import Engine
+from analyzer.sources.kafka import KafkaSource
+
+PHASES = ("Progressing", "Paused", "Succeeded", "RolledBack")
+
+
+@dataclass
+class Observed:
+    """What the endpoints look at; parts absent in a mode stay empty."""
+
+    engine: Engine
+    controllers: Sequence[RolloutController]
+    queues: Sequence[DeliveryQueue] = ()
+    source: KafkaSource | None = None
+    is_leader: Callable[[], bool] = lambda: True
+    checks: dict[str, Callable[[], str | None]] = field(default_factory=dict)
+    """Readiness probes: name -> None when fine, else why not."""
+
+
+class DaemonCollector(Collector):
+    def __init__(self, observed: Observed) -> None:
+        self.o = observed
+
+    def collect(self) -> Iterator[Metric]:
+        o = self.o
+        events = CounterMetricFamily(
+            "canary_analyzer_events", "Access-log lines by outcome", labels=["outcome", "reason"]
+        )
+        stats = o.engine.stats
+        events.add_metric(["accepted", ""], stats.accepted)
+        events.add_metric(["ignored", ""], stats.ignored)
+        for reason, n in sorted(stats.rejected_by_reason.items()):
+            events.add_metric(["rejected", reason], n)
+        yield events
+        judgments = CounterMetricFamily(
+            "canary_analyzer_judgments", "Check results", labels=["rule", "check", "status"]
+        )
+        p_values = GaugeMetricFamily(
+            "canary_analyzer_check_p_value", "Last p-value per check", labels=["rule", "check"]
+        )
+        effects = GaugeMetricFamily(
+            "canary_analyzer_check_effect",
+            "Last effect per check (ratio or difference)",
+            labels=["rule", "check"],
+        )
+        weights = GaugeMetricFamily(
+            "canary_analyzer_weight", "Weight last written per adapter", labels=["rule", "adapter"]
+        )
+        phase = GaugeMetricFamily(
+            "canary_analyzer_rollout_phase", "1 for the rollout's phase", labels=["rule", "phase"]
+        )
+        step = GaugeMetricFamily(
+            "canary_analyzer_canary_percent", "Canary share of the current step", labels=["rule"]
+        )
+        decisions = CounterMetricFamily(
+            "canary_analyzer_decisions", "Decisions by action", labels=["rule", "action"]
+        )
+        for c in o.controllers:
+            for (check, status), n in sorted(c.judgments.items()):
+                judgments.add_metric([c.name, check, status], n)
+            if c.last_verdict is not None:
+                for r in c.last_verdict.checks:
+                    if r.p_value is not None:
+                        p_values.add_metric([c.name, r.name], r.p_adjusted or r.p_value)
+                    if r.effect is not None:
+                        effects.add_metric([c.name, r.name], r.effect)
+            if c.state is not None:
+                for adapter, w in c.state.applied:
+                    weights.add_metric([c.name, adapter], float(w or 0))
+                for ph in PHASES:
+                    phase.add_metric([c.name, ph], 1.0 if c.state.phase == ph else 0.0)
+                step.add_metric([c.name], float(c.state.canary_percent))
+            counted: dict[str, int] = {}
+            for d in c.decisions:
+                counted[d.action] = counted.get(d.action, 0) + 1
+            for action, n in sorted(counted.items()):
+                decisions.add_metric([c.name, action], n)
+        yield from (judgments, p_values, effects, weights, phase, step, decisions)
+        deliveries = CounterMetricFamily(
+            "canary_analyzer_notifications",
+            "Notifications by destination and outcome",
+            labels=["destination", "outcome"],
+        )
+        for q in o.queues:
+            s = q.stats
+            for outcome, n in (
+                ("delivered", s.delivered),
+                ("failed", s.failed),
+                ("dropped", s.dropped),
+                ("retried", s.retries),
+            ):
+                deliveries.add_metric([q.name, outcome], n)
+        yield deliveries
+        if o.source is not None:
+            lag = GaugeMetricFamily(
+                "canary_analyzer_kafka_consumer_lag",
+                "Records behind, per partition",
+                labels=["partition"],
+            )
+            for part, n in sorted(o.source.stats.lag.items()):
+                lag.add_metric([part], n)
+            yield lag
+            yield GaugeMetricFamily(
+                "canary_analyzer_kafka_events_per_second",
+                "Records consumed per second",
+                value=o.source.stats.events_per_second,
+            )
+        yield GaugeMetricFamily(
+            "canary_analyzer_leader",
+            "1 while this replica holds the lease",
+            value=1.0 if o.is_leader() else 0.0,
+        )
+
+
+def make_app(observed: Observed) -> web.Application:
+    registry = CollectorRegistry()
+    registry.register(DaemonCollector(observed))
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        problems = {
+            name: why for name, probe in observed.checks.items() if (why := probe()) is not None
+        }
+        if not observed.controllers:
+            problems["rules"] = "no rules loaded"
+        if problems:
+            return web.json_response({"ready": False, "problems": problems}, status=503)
+        return web.json_response({"ready": True, "leader": observed.is_leader()})
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": "text/plain; version=0.0.4"}
+        )
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,82 @@
+"""The daemon's /healthz, /readyz and /metrics over real HTTP, on a real rollout's objects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from analyzer.config import load_rules
+from analyzer.notify.factory import make_notifier
+from analyzer.routers.factory import make_router
+from analyzer.runtime.controller import RolloutController
+from analyzer.runtime.engine import Engine
+from analyzer.runtime.http import Observed, make_app, serve
+from tests.conftest import fresh_demo
+from tests.promserver import free_port
+
+
+def test_endpoints_report_a_rollout(tmp_path: Path, simulated_log: Callable[..., Path]) -> None:
+    work = fresh_demo(tmp_path)
+    lines = simulated_log(canary_ttft_factor=1.0).read_bytes().splitlines()
+    lines.append(b"not json")
+
+    async def go() -> tuple[str, int, dict[str, object], int, dict[str, object]]:
+        loaded = load_rules([work / "rule.yaml"])[0][0]
+        notifier, queues = make_notifier(loaded.rule.spec)
+        c = RolloutController(loaded, make_router(loaded), notifier)
+        engine = Engine([c])
+        for line in lines:
+            await engine.feed_line(line)
+        broken: list[str | None] = [None]
+        observed = Observed(engine, [c], queues, checks={"kafka": lambda: broken[0]})
+        port = free_port()
+        runner = await serve(make_app(observed), "127.0.0.1", port)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                assert (await http.get("/healthz")).text == "ok\n"
+                metrics = (await http.get("/metrics")).text
+                ready = await http.get("/readyz")
+                broken[0] = "no Kafka partitions assigned yet"
+                unready = await http.get("/readyz")
+        finally:
+            await runner.cleanup()
+        return metrics, ready.status_code, ready.json(), unready.status_code, unready.json()
+
+    metrics, ok, body, bad, why = asyncio.run(go())
+    assert ok == 200 and body == {"ready": True, "leader": True}
+    assert bad == 503 and why["problems"] == {"kafka": "no Kafka partitions assigned yet"}
+    expect = [
+        f'canary_analyzer_events_total{{outcome="accepted",reason=""}} {len(lines) - 1}.0',
+        'canary_analyzer_events_total{outcome="rejected",reason="not_json"} 1.0',
+        'canary_analyzer_decisions_total{action="promote",rule="lora-request-canary"} 1.0',
+        'canary_analyzer_rollout_phase{phase="Succeeded",rule="lora-request-canary"} 1.0',
+        'canary_analyzer_rollout_phase{phase="Progressing",rule="lora-request-canary"} 0.0',
+        'canary_analyzer_canary_percent{rule="lora-request-canary"} 100.0',
+        'canary_analyzer_weight{adapter="tweet-summary",rule="lora-request-canary"} 20.0',
+        "canary_analyzer_leader 1.0",
+    ]
+    for line in expect:
+        assert line in metrics, line
+    assert (
+        'canary_analyzer_judgments_total{check="ttft",rule="lora-request-canary",status="pass"}'
+        in metrics
+    )
+    assert "canary_analyzer_check_p_value{" in metrics
+
+
+@pytest.mark.parametrize("path", ["/nope"])
+def test_unknown_paths_are_404(path: str) -> None:
+    async def go() -> int:
+        port = free_port()
+        runner = await serve(make_app(Observed(Engine([]), [])), "127.0.0.1", port)
+        try:
+            async with httpx.AsyncClient() as http:
+                return (await http.get(f"http://127.0.0.1:{port}{path}")).status_code
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(go()) == 404
