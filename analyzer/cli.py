@@ -47,6 +47,7 @@ from analyzer.runtime.engine import Engine
 from analyzer.runtime.http import Observed, make_app
 from analyzer.runtime.http import serve as serve_http
 from analyzer.runtime.leader import KubeLeaseStore, LeaderElector
+from analyzer.runtime.reload import RuleDirectory
 from analyzer.secrets import SecretError
 from analyzer.sources.kafka import KafkaSettings, KafkaSource
 from analyzer.sources.prometheus import PrometheusSource
@@ -274,6 +275,29 @@ async def _run_file(
     return engine, controllers, listener
 
 
+def _swap_controllers(
+    current: Sequence[RolloutController],
+    rules: Sequence[LoadedRule],
+    dry_run: bool,
+    listener: JudgmentListener | None,
+    api: ApiClient | None,
+    queues: list[DeliveryQueue],
+) -> list[RolloutController]:
+    """Keep the controllers whose rule did not change; build the others."""
+    by_rule = {(c.name, c.loaded.rule.model_dump_json()): c for c in current}
+    out = []
+    for loaded in rules:
+        kept = by_rule.get((loaded.name, loaded.rule.model_dump_json()))
+        if kept is not None:
+            out.append(kept)
+        else:
+            try:
+                out.extend(_controllers([loaded], dry_run, listener, api, queues))
+            except SystemExit:  # a secret that is missing: keep the others running
+                continue
+    return out
+
+
 async def _run_kafka(
     rules: list[LoadedRule],
     settings: KafkaSettings,
@@ -283,6 +307,7 @@ async def _run_kafka(
     lease_name: str = "canary-analyzer",
     lease_namespace: str | None = None,
     http_port: int = 8080,
+    rule_paths: list[Path] | None = None,
 ) -> list[dict[str, Any]]:
     """Live: consume until SIGINT/SIGTERM, judging on event time and on the wall clock."""
     listener = ProgressListener(progress)
@@ -358,13 +383,28 @@ async def _run_kafka(
         )
         http = await serve_http(make_app(observed), "0.0.0.0", http_port)
     leading = is_leader()
+    rule_dir = RuleDirectory(rule_paths) if rule_paths else None
+    if rule_dir is not None:
+        rule_dir.poll()
+    next_reload = time.monotonic() + 5.0
     try:
         while not stop.is_set() and not ingest.done():
             await asyncio.sleep(1.0)
             listener.flush(controllers)
-            if is_leader() and not leading:
-                # Taking over: the windows were rebuilt from the steps' starts; read the log
-                # again from there (records already folded are skipped by offset).
+            rewind = is_leader() and not leading
+            # Taking over: the windows were rebuilt from the steps' starts; read the log
+            # again from there (records already folded are skipped by offset).
+            if rule_dir is not None and time.monotonic() >= next_reload:
+                next_reload = time.monotonic() + 5.0
+                reloaded = rule_dir.poll()
+                if reloaded is not None:
+                    swapped = _swap_controllers(
+                        controllers, reloaded, dry_run, listener, api, queues
+                    )
+                    await engine.set_controllers(swapped)
+                    controllers[:] = swapped
+                    rewind = True  # new rules' windows fill from their steps' starts
+            if rewind:
                 since = running_since()
                 if since is not None:
                     await source.rewind(since)
@@ -409,6 +449,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 args.lease_name,
                 args.lease_namespace,
                 args.http_port,
+                [Path(p) for p in rule_paths],
             )
         )
         _print_summary(rollouts, sys.stdout)

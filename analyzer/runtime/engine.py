@@ -30,12 +30,21 @@ class Engine:
         controllers: Sequence[RolloutController],
         is_leader: Callable[[], bool] = lambda: True,
     ) -> None:
-        self.controllers = list(controllers)
         self.is_leader = is_leader
         self._leading = False
+        self._retired = ParseStats()
+        self.parsers: list[EventParser] = []
+        self.now: float | None = None
+        self.started = False
+        self._wire(list(controllers))
+
+    def _wire(self, controllers: list[RolloutController]) -> None:
+        self.controllers = controllers
         self.by_model: dict[str, list[RolloutController]] = defaultdict(list)
         for c in self.controllers:
             self.by_model[c.spec.model].append(c)
+        for parser in self.parsers:  # counts survive a change of rules
+            self._retired.merge(parser.stats)
         # Rules with the same event mapping share one parser: each line is decoded once.
         specs: dict[str, tuple[EventsSpec, set[str]]] = {}
         for c in self.controllers:
@@ -44,12 +53,24 @@ class Engine:
         self.parsers = [EventParser(spec, models) for spec, models in specs.values()]
         # The batch path needs one mapping for every line; several mappings parse per line.
         self.batch = BatchParser(self.parsers[0]) if len(self.parsers) == 1 else None
-        self.now: float | None = None
-        self.started = False
+
+    async def set_controllers(self, controllers: Sequence[RolloutController]) -> None:
+        """Swap the rule set while running (hot reload): controllers that left are closed,
+        new ones begin (adopting their state from the object) when this replica leads."""
+        kept = {id(c) for c in controllers}
+        for old in self.controllers:
+            if id(old) not in kept:
+                await old.aclose(timeout=5.0)
+        fresh = [c for c in controllers if c not in self.controllers]
+        self._wire(list(controllers))
+        if self.started and self._leading and self.now is not None:
+            for c in fresh:
+                await c.begin(self.now)
 
     @property
     def stats(self) -> ParseStats:
         total = ParseStats()
+        total.merge(self._retired)
         for parser in self.parsers:
             total.merge(parser.stats)
         return total
