@@ -14,7 +14,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -43,6 +43,7 @@ from analyzer.routers.factory import make_router
 from analyzer.routers.kube import KubeRouter
 from analyzer.routers.kubeconfig import api_client
 from analyzer.runtime.controller import JudgmentListener, RolloutController
+from analyzer.runtime.daemon import Supervisor
 from analyzer.runtime.engine import Engine
 from analyzer.runtime.http import Observed, make_app
 from analyzer.runtime.http import serve as serve_http
@@ -275,6 +276,22 @@ async def _run_file(
     return engine, controllers, listener
 
 
+def _watcher(
+    router: KubeRouter,
+    controller: RolloutController,
+    engine: Engine,
+    is_leader: Callable[[], bool],
+    stop: asyncio.Event,
+) -> Callable[[], Awaitable[None]]:
+    """The watch loop of one routed object; only the leader reacts (followers never write)."""
+
+    async def changed(obj: RoutedObject) -> None:
+        if is_leader():
+            await controller.on_object_change(obj, engine.now or time.time())
+
+    return lambda: router.watch(changed, stop)
+
+
 def _swap_controllers(
     current: Sequence[RolloutController],
     rules: Sequence[LoadedRule],
@@ -332,7 +349,7 @@ async def _run_kafka(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks: list[asyncio.Task[None]] = []
+    supervisor = Supervisor(stop)
     is_leader: Callable[[], bool] = lambda: True  # noqa: E731 - one replica, files: always leads
     if api is not None:
         identity = f"{socket.gethostname()}-{os.getpid()}"
@@ -341,7 +358,7 @@ async def _run_kafka(
             KubeLeaseStore(api, lease_name, namespace), identity, clock=time.time
         )
         await elector.try_acquire_or_renew()
-        tasks.append(asyncio.create_task(elector.run(stop), name="leader-election"))
+        supervisor.spawn("leader-election", lambda: elector.run(stop))
         is_leader = elector.is_leader
     engine = Engine(controllers, is_leader=is_leader)
     await engine.start(time.time())
@@ -355,13 +372,8 @@ async def _run_kafka(
     for c in controllers:
         router = c.router.inner if isinstance(c.router, DryRunRouter) else c.router
         if isinstance(router, KubeRouter):
-
-            async def changed(obj: RoutedObject, c: RolloutController = c) -> None:
-                if is_leader():  # followers never write
-                    await c.on_object_change(obj, engine.now or time.time())
-
-            tasks.append(asyncio.create_task(router.watch(changed, stop), name=f"watch-{c.name}"))
-    ingest = asyncio.create_task(source.run(stop), name="kafka-ingest")
+            supervisor.spawn(f"watch-{c.name}", _watcher(router, c, engine, is_leader, stop))
+    supervisor.spawn("kafka-ingest", lambda: source.run(stop))
     http = None
     if http_port:
         observed = Observed(
@@ -388,7 +400,7 @@ async def _run_kafka(
         rule_dir.poll()
     next_reload = time.monotonic() + 5.0
     try:
-        while not stop.is_set() and not ingest.done():
+        while not stop.is_set():
             await asyncio.sleep(1.0)
             listener.flush(controllers)
             rewind = is_leader() and not leading
@@ -410,15 +422,24 @@ async def _run_kafka(
                     await source.rewind(since)
             leading = is_leader()
     finally:
-        stop.set()
-        await asyncio.wait_for(ingest, timeout=10)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # SIGTERM: no new decisions, in-flight ones finish (10 s), notifications flush (10 s).
+        await supervisor.shutdown(timeout=10)
         await source.stop()
         await engine.close()
         listener.flush(controllers)
         summary = await _summary(controllers)
+        if supervisor.fatal is not None:
+            print(f"stopping: {supervisor.fatal}", file=sys.stderr)
+            summary.append(
+                {
+                    "name": "daemon",
+                    "phase": "Error",
+                    "canary_percent": None,
+                    "weights": {},
+                    "error": supervisor.fatal,
+                    "decisions": [],
+                }
+            )
         if http is not None:
             await http.cleanup()
         if api is not None:
@@ -453,7 +474,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         )
         _print_summary(rollouts, sys.stdout)
-        return 0
+        return 1 if any(r["name"] == "daemon" for r in rollouts) else 0
     if not rule_paths:
         demo = _demo_dir(args.workdir)
         print(f"demo: rules, manifest and access log copied to {demo}")
