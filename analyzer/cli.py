@@ -633,9 +633,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     async def gather() -> list[tuple[str, str]]:
         rows = []
+        api = None
+        if any(r.manifest_path is None for r in rules):
+            try:
+                api = await api_client(args.kubeconfig)
+            except RouterError as exc:
+                return [(r.name, f"error: {exc}") for r in rules]
         for loaded in rules:
             try:
-                obj = await make_router(loaded).read()
+                obj = await make_router(loaded, api=api).read()
             except RouterError as exc:
                 rows.append((loaded.name, f"error: {exc}"))
                 continue
@@ -657,6 +663,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                     ),
                 )
             )
+        if api is not None:
+            await api.close()
         return rows
 
     for name, text in asyncio.run(gather()):
@@ -774,6 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="rollouts recorded on the routed objects")
     st.add_argument("--rules", action="append", required=True)
+    st.add_argument("--kubeconfig", help="for rules that route cluster objects")
     st.set_defaults(func=cmd_status)
     return p
 

@@ -25,8 +25,8 @@ print(json.dumps(result))
 
 
 def _lint(chart: Path) -> dict:  # type: ignore[type-arg]
-    python = os.environ.get("CANARY_HELM_PYTHON")
-    assert python, "CANARY_HELM_PYTHON is not set: run the suite through scripts/test.sh"
+    python = os.environ.get("CANARY_HELM_PYTHON") or str(ROOT / ".venv-helm" / "bin" / "python")
+    assert Path(python).exists(), "no Python with helm-sdkpy: run the suite via scripts/test.sh"
     out = subprocess.run(
         [python, "-c", LINT, str(chart)], capture_output=True, text=True, timeout=120, check=True
     )

@@ -522,3 +522,33 @@ def test_emulator_json_patch_semantics() -> None:
     assert statuses == [409, 200, 422]
     assert obj["spec"]["targetModels"][0]["weight"] == 3
     assert all("weight" in t for t in obj["spec"]["targetModels"])
+
+
+def test_status_reads_cluster_objects(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    kind, api_version = FLAVOURS[1]
+    with KubeApi() as api:
+        api.put(_object(kind, api_version))
+        asyncio.run(_replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.4)))
+        kubeconfig = tmp_path / "config"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+            f"clusters:\n- name: e\n  cluster: {{server: '{api.url}'}}\n"
+            "users:\n- name: u\n  user: {token: x}\n"
+            "contexts:\n- name: t\n  context: {cluster: e, user: u}\n"
+        )
+        rule = tmp_path / "rule.yaml"
+        rule.write_text(
+            (DEMO / "rule.yaml")
+            .read_text()
+            .replace("    file: inferencemodel.yaml\n", "")
+            .replace(
+                "apiVersion: inference.networking.x-k8s.io/v1alpha1", f"apiVersion: {api_version}"
+            )
+            .replace("name: inferencemodel-sample", "name: routed")
+        )
+        capsys.readouterr()
+        assert main(["status", "--rules", str(rule), "--kubeconfig", str(kubeconfig)]) == 0
+    out = capsys.readouterr().out
+    assert "lora-request-canary: RolledBack" in out and "last: rollback" in out
