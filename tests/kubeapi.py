@@ -14,6 +14,7 @@ import asyncio
 import copy
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class KubeApi:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.rv = 100
         self.writes: list[tuple[str, Key]] = []
+        self.write_times: list[float] = []
         self.leases: dict[tuple[str, str], dict[str, Any]] = {}
         self.changelog: list[tuple[int, str, Key, dict[str, Any]]] = []
         self.expire_next_watch = False
@@ -183,6 +185,7 @@ class KubeApi:
         self.objects[key] = new
         self.changelog.append((self.rv, "MODIFIED", key, copy.deepcopy(new)))
         self.writes.append((request.method, key))
+        self.write_times.append(time.time())
         return web.json_response(new)
 
     async def _collection(self, request: web.Request) -> web.StreamResponse:

@@ -99,9 +99,12 @@ class Engine:
         if not self.started:
             await self.start(now)
         assert self.now is not None
+        # Leadership is followed on every call, even one that does not move the clock: a
+        # follower's clock runs ahead on events, and it must still notice that it now leads.
+        leading = await self._follow_leadership(max(now, self.now))
         if now < self.now:
             return
-        if not await self._follow_leadership(now):
+        if not leading:
             self.now = now
             return
         while True:
