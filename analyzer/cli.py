@@ -374,6 +374,9 @@ async def _run_kafka(
         if isinstance(router, KubeRouter):
             supervisor.spawn(f"watch-{c.name}", _watcher(router, c, engine, is_leader, stop))
     supervisor.spawn("kafka-ingest", lambda: source.run(stop))
+    rule_dir = RuleDirectory(rule_paths) if rule_paths else None
+    if rule_dir is not None:
+        rule_dir.poll()
     http = None
     if http_port:
         observed = Observed(
@@ -392,12 +395,10 @@ async def _run_kafka(
                     "; ".join(f"{c.name}: {c.error}" for c in controllers if c.error) or None
                 ),
             },
+            rule_errors=lambda: len(rule_dir.errors) if rule_dir is not None else 0,
         )
         http = await serve_http(make_app(observed), "0.0.0.0", http_port)
     leading = is_leader()
-    rule_dir = RuleDirectory(rule_paths) if rule_paths else None
-    if rule_dir is not None:
-        rule_dir.poll()
     next_reload = time.monotonic() + 5.0
     try:
         while not stop.is_set():

@@ -36,6 +36,8 @@ class Observed:
     is_leader: Callable[[], bool] = lambda: True
     checks: dict[str, Callable[[], str | None]] = field(default_factory=dict)
     """Readiness probes: name -> None when fine, else why not."""
+    rule_errors: Callable[[], int] = lambda: 0
+    """Problems found in the rule files last read (the last good rules keep running)."""
 
 
 class DaemonCollector(Collector):
@@ -130,6 +132,11 @@ class DaemonCollector(Collector):
             "canary_analyzer_leader",
             "1 while this replica holds the lease",
             value=1.0 if o.is_leader() else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "canary_analyzer_rule_errors",
+            "Problems in the rule files last read; non-zero means a change was refused",
+            value=float(o.rule_errors()),
         )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from ruamel.yaml import YAML
 
 from analyzer.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.kafkabroker import Broker, create_topic
@@ -81,16 +82,38 @@ def _object(name: str, model: str) -> dict[str, Any]:
     }
 
 
-def _rule(name: str, obj: str, model: str, min_step: str, prom_url: str) -> str:
+DOC = Path(__file__).resolve().parents[2] / "analyzer" / "demo" / "inferencemodel.yaml"
+DOC_API_VERSION = "inference.networking.x-k8s.io/v1alpha1"
+DOC_BASELINE = [f"sql-lora{s}" for s in ("", "-1", "-2", "-3", "-4")]
+DOC_CANARY = [f"tweet-summary{s}" for s in ("", "-1", "-2", "-3", "-4")]
+
+
+def _doc_object() -> dict[str, Any]:
+    """The InferenceModel of the product's source document (v1alpha1, 10 adapters)."""
+    obj: dict[str, Any] = YAML(typ="safe").load(DOC.read_text())
+    obj["metadata"]["namespace"] = "default"
+    return obj
+
+
+def _rule(
+    name: str,
+    obj: str,
+    model: str,
+    min_step: str,
+    prom_url: str,
+    baseline: list[str] = BASELINE,
+    canary: list[str] = CANARY,
+    api_version: str = API_VERSION,
+) -> str:
     return f"""
 apiVersion: canary-analyzer.io/v1alpha1
 kind: CanaryRule
 metadata: {{name: {name}}}
 spec:
-  target: {{kind: InferenceModel, apiVersion: {API_VERSION}, namespace: default, name: {obj}}}
+  target: {{kind: InferenceModel, apiVersion: {api_version}, namespace: default, name: {obj}}}
   model: {model}
-  baseline: {json.dumps(BASELINE)}
-  canary: {json.dumps(CANARY)}
+  baseline: {json.dumps(baseline)}
+  canary: {json.dumps(canary)}
   steps: [20, 50, 100]
   analysis: {{interval: 1s, minStepDuration: {min_step}, maxStepDuration: 120s, minSamples: 80,
              failureThreshold: 2}}
@@ -134,8 +157,18 @@ def _daemon(w: World, rules: Path, port: int) -> subprocess.Popen[bytes]:
     )
 
 
+def _get(w: World, name: str) -> dict[str, Any]:
+    for api_version in (API_VERSION, DOC_API_VERSION):
+        try:
+            obj: dict[str, Any] = w.api.get(api_version, "InferenceModel", name)
+            return obj
+        except KeyError:
+            continue
+    raise KeyError(name)
+
+
 def _state(w: World, name: str, rule: str) -> dict[str, Any]:
-    obj = w.api.get(API_VERSION, "InferenceModel", name)
+    obj = _get(w, name)
     raw = obj["metadata"].get("annotations", {}).get(f"canary-analyzer.io/rollout.{rule}")
     return json.loads(raw) if raw else {}
 
@@ -156,13 +189,13 @@ async def _gateway(
         while time.monotonic() < end and not done():
             now = time.time()
             for obj_name, (model, factor) in routes.items():
-                targets = w.api.get(API_VERSION, "InferenceModel", obj_name)["spec"]["targetModels"]
+                targets = _get(w, obj_name)["spec"]["targetModels"]
                 names = [t["name"] for t in targets]
                 weights = [t.get("weight", 1) for t in targets]
                 for _ in range(int(rps * 0.1)):
                     adapter = rng.choices(names, weights)[0]
                     ttft = 0.25 * math.exp(0.5 * rng.gauss(0, 1))
-                    ttft *= factor if adapter in CANARY else 1.0
+                    ttft *= factor if adapter in CANARY + DOC_CANARY else 1.0
                     ts = now - rng.random() * 0.1
                     line = orjson.dumps(
                         {
@@ -182,32 +215,49 @@ async def _gateway(
 
 def test_healthy_canary_promotes_and_slow_canary_rolls_back(world: World) -> None:
     w = world
-    w.api.put(_object("chat", "chat"))
-    w.api.put(_object("code", "code"))
+    w.api.put(_doc_object())  # healthy: the source document's 10 adapters
+    w.api.put(_object("code", "code"))  # slow: a second object and model, same daemon
     rules = w.tmp / "rules"
     rules.mkdir()
-    (rules / "chat.yaml").write_text(_rule("chat-v2", "chat", "chat", "3s", w.prom.url))
+    (rules / "chat.yaml").write_text(
+        _rule(
+            "chat-v2",
+            "inferencemodel-sample",
+            "lora-request",
+            "3s",
+            w.prom.url,
+            DOC_BASELINE,
+            DOC_CANARY,
+            DOC_API_VERSION,
+        )
+    )
     (rules / "code.yaml").write_text(_rule("code-v2", "code", "code", "3s", w.prom.url))
     proc = _daemon(w, rules, free_port())
+    done = ("Succeeded", "RolledBack")
     try:
 
         def finished() -> bool:
-            return _state(w, "chat", "chat-v2").get("phase") in (
-                "Succeeded",
-                "RolledBack",
-            ) and _state(w, "code", "code-v2").get("phase") in ("Succeeded", "RolledBack")
+            return (
+                _state(w, "inferencemodel-sample", "chat-v2").get("phase") in done
+                and _state(w, "code", "code-v2").get("phase") in done
+            )
 
-        asyncio.run(_gateway(w, {"chat": ("chat", 1.0), "code": ("code", 1.4)}, finished, 90))
+        routes = {"inferencemodel-sample": ("lora-request", 1.0), "code": ("code", 1.4)}
+        asyncio.run(_gateway(w, routes, finished, 90))
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()[-3000:]
-    healthy, slow = _state(w, "chat", "chat-v2"), _state(w, "code", "code-v2")
+    healthy = _state(w, "inferencemodel-sample", "chat-v2")
+    slow = _state(w, "code", "code-v2")
     assert healthy["phase"] == "Succeeded", out.decode()[-2000:]
     assert slow["phase"] == "RolledBack", out.decode()[-2000:]
-    chat = w.api.get(API_VERSION, "InferenceModel", "chat")["spec"]["targetModels"]
-    code = w.api.get(API_VERSION, "InferenceModel", "code")["spec"]["targetModels"]
-    assert [t["name"] for t in chat] == CANARY
+    weights = {
+        t["name"]: t["weight"] for t in _get(w, "inferencemodel-sample")["spec"]["targetModels"]
+    }
+    assert {weights[a] for a in DOC_BASELINE} == {0}  # v1alpha1 keeps 0% targets at 0
+    assert {weights[a] for a in DOC_CANARY} == {20}
+    code = _get(w, "code")["spec"]["targetModels"]
     assert code == [{"name": n, "weight": 50} for n in BASELINE]  # restored exactly
     w.receiver.wait_for(8, timeout=15)
     payloads = [(r, json.loads(r.body)) for r in w.receiver.requests]
@@ -268,6 +318,11 @@ def test_two_daemons_one_acts_and_a_killed_leader_is_replaced(world: World) -> N
                 await asyncio.sleep(0.5)
             await asyncio.sleep(3)  # the new leader adopts and judges
             after = _state(w, "chat", "chat-v2")
+            # The killed daemon is started again: it finds a live leader and stands by.
+            restarted = _daemon(w, rules, free_port())
+            procs[restarted.pid] = restarted
+            await asyncio.sleep(4)
+            assert _state(w, "chat", "chat-v2") == after
             return (
                 leader_pid,
                 writes_before,

@@ -58,6 +58,7 @@ def test_endpoints_report_a_rollout(tmp_path: Path, simulated_log: Callable[...,
         'canary_analyzer_canary_percent{rule="lora-request-canary"} 100.0',
         'canary_analyzer_weight{adapter="tweet-summary",rule="lora-request-canary"} 20.0',
         "canary_analyzer_leader 1.0",
+        "canary_analyzer_rule_errors 0.0",
     ]
     for line in expect:
         assert line in metrics, line
