@@ -630,46 +630,65 @@ def cmd_rules_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """The rollouts as recorded on their objects: one table row each, then its last checks."""
     rules = _load_or_exit(args.rules)
 
-    async def gather() -> list[tuple[str, str]]:
-        rows = []
+    async def gather() -> list[tuple[LoadedRule, RoutedObject | str]]:
         api = None
         if any(r.manifest_path is None for r in rules):
             try:
                 api = await api_client(args.kubeconfig)
             except RouterError as exc:
-                return [(r.name, f"error: {exc}") for r in rules]
-        for loaded in rules:
-            try:
-                obj = await make_router(loaded, api=api).read()
-            except RouterError as exc:
-                rows.append((loaded.name, f"error: {exc}"))
-                continue
-            raw = obj.annotations.get(annotation_key(loaded.name))
-            if raw is None:
-                rows.append((loaded.name, f"not started  weights: {_weights(obj.targets)}"))
-                continue
-            state = RolloutState.loads(raw)
-            last = state.history[-1] if state.history else None
-            rows.append(
-                (
-                    loaded.name,
-                    f"{state.phase} step {state.step + 1}/{len(state.steps)} "
-                    f"({state.canary_percent}%)  weights: {_weights(obj.targets)}"
-                    + (
-                        f"\n    last: {last.action} at {_clock(last.at)}: {last.reason}"
-                        if last
-                        else ""
-                    ),
-                )
-            )
-        if api is not None:
-            await api.close()
+                return [(r, f"error: {exc}") for r in rules]
+        rows: list[tuple[LoadedRule, RoutedObject | str]] = []
+        try:
+            for loaded in rules:
+                try:
+                    rows.append((loaded, await make_router(loaded, api=api).read()))
+                except RouterError as exc:
+                    rows.append((loaded, f"error: {exc}"))
+        finally:
+            if api is not None:
+                await api.close()
         return rows
 
-    for name, text in asyncio.run(gather()):
-        print(f"{name}: {text}")
+    header = ("RULE", "PHASE", "STEP", "CANARY", "WEIGHTS")
+    table: list[tuple[str, ...]] = []
+    details: dict[str, list[str]] = {}
+    for loaded, obj in asyncio.run(gather()):
+        if isinstance(obj, str):
+            table.append((loaded.name, "Error", "-", "-", obj))
+            continue
+        raw = obj.annotations.get(annotation_key(loaded.name))
+        if raw is None:
+            table.append((loaded.name, "NotStarted", "-", "-", _weights(obj.targets)))
+            continue
+        state = RolloutState.loads(raw)
+        table.append(
+            (
+                loaded.name,
+                state.phase,
+                f"{state.step + 1}/{len(state.steps)}",
+                f"{state.canary_percent}%",
+                _weights(obj.targets),
+            )
+        )
+        last = state.history[-1] if state.history else None
+        if last is not None:
+            lines = [f"last: {last.action} at {_clock(last.at)}: {last.reason}"]
+            lines += [f"  {_check_brief(c)}" for c in last.checks]
+            details[loaded.name] = lines
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header) - 1)]
+    for row in [header, *table]:
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True))
+            + "  "
+            + row[-1]
+        )
+    for name, lines in details.items():
+        print(f"\n{name}")
+        for line in lines:
+            print(f"  {line}")
     return 0
 
 

@@ -1,5 +1,6 @@
 import gzip
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -41,7 +42,7 @@ def test_run_demo_mode_shows_progress_and_decisions(
     # status reads the state back from the object
     assert main(["status", "--rules", str(tmp_path / "rule.yaml")]) == 0
     status = capsys.readouterr().out
-    assert "lora-request-canary: Succeeded step 4/4 (100%)" in status
+    assert re.search(r"lora-request-canary\s+Succeeded\s+4/4\s+100%\s+tweet-summary=20", status)
     assert "last: promote" in status
 
 

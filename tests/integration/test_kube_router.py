@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -551,4 +552,5 @@ def test_status_reads_cluster_objects(
         capsys.readouterr()
         assert main(["status", "--rules", str(rule), "--kubeconfig", str(kubeconfig)]) == 0
     out = capsys.readouterr().out
-    assert "lora-request-canary: RolledBack" in out and "last: rollback" in out
+    assert re.search(r"lora-request-canary\s+RolledBack\s+1/4\s+0%", out)
+    assert "last: rollback" in out and "ttft x" in out  # the evidence of the last decision
