@@ -328,3 +328,13 @@ class KubeApi:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig pointing at this emulator, as the daemon would be given one."""
+        path.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+            f"clusters:\n- name: e\n  cluster: {{server: '{self.url}'}}\n"
+            "users:\n- name: u\n  user: {token: x}\n"
+            "contexts:\n- name: t\n  context: {cluster: e, user: u}\n"
+        )
+        return path

@@ -55,13 +55,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     prom.start()
     asyncio.run(create_topic(broker.bootstrap, "logs"))
     with KubeApi() as api, Receiver() as receiver:
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
-            f"clusters:\n- name: e\n  cluster: {{server: '{api.url}'}}\n"
-            "users:\n- name: u\n  user: {token: x}\n"
-            "contexts:\n- name: t\n  context: {cluster: e, user: u}\n"
-        )
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
         try:
             yield World(broker, prom, api, receiver, tmp_path, kubeconfig)
         finally:

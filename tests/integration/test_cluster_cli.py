@@ -42,13 +42,7 @@ def test_cluster_mode_process(tmp_path: Path) -> None:
         asyncio.run(create_topic(broker.bootstrap, "logs"))
         with KubeApi() as api:
             api.put(_object("InferenceModel", API_VERSION))
-            kubeconfig = tmp_path / "kubeconfig"
-            kubeconfig.write_text(
-                "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
-                f"clusters:\n- name: e\n  cluster: {{server: '{api.url}'}}\n"
-                "users:\n- name: u\n  user: {token: x}\n"
-                "contexts:\n- name: t\n  context: {cluster: e, user: u}\n"
-            )
+            kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
             rule = tmp_path / "rule.yaml"
             rule.write_text(
                 (DEMO / "rule.yaml")

@@ -275,13 +275,7 @@ def test_kubeconfig_loading_and_a_clear_error_without_one(tmp_path: Path) -> Non
     kind, api_version = FLAVOURS[2]
     with KubeApi() as api:
         api.put(_object(kind, api_version))
-        kubeconfig = tmp_path / "config"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
-            f"clusters:\n- name: emu\n  cluster: {{server: '{api.url}'}}\n"
-            "users:\n- name: me\n  user: {token: abc}\n"
-            "contexts:\n- name: test\n  context: {cluster: emu, user: me}\n"
-        )
+        kubeconfig = api.write_kubeconfig(tmp_path / "config")
 
         async def go() -> tuple[tuple[str, int | None], ...]:
             ac = await api_client(str(kubeconfig))
@@ -532,13 +526,7 @@ def test_status_reads_cluster_objects(
     with KubeApi() as api:
         api.put(_object(kind, api_version))
         asyncio.run(_replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.4)))
-        kubeconfig = tmp_path / "config"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
-            f"clusters:\n- name: e\n  cluster: {{server: '{api.url}'}}\n"
-            "users:\n- name: u\n  user: {token: x}\n"
-            "contexts:\n- name: t\n  context: {cluster: e, user: u}\n"
-        )
+        kubeconfig = api.write_kubeconfig(tmp_path / "config")
         rule = tmp_path / "rule.yaml"
         rule.write_text(
             (DEMO / "rule.yaml")
