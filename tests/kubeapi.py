@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from aiohttp import ClientConnectionResetError, web
 from ruamel.yaml import YAML
 
 from tests.crd import CRD_DIR, validate
+from tests.threaded import ThreadedServer
 
 Key = tuple[str, str, str, str, str]  # group, version, namespace, plural, name
 
@@ -53,7 +53,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
-class KubeApi:
+class KubeApi(ThreadedServer):
     def __init__(self, crd_dir: Path = CRD_DIR) -> None:
         self.resources: dict[tuple[str, str], tuple[str, str]] = {}  # (group, plural)->(kind,..)
         self.served: dict[str, list[str]] = {}
@@ -75,9 +75,7 @@ class KubeApi:
         self.watches = 0
         self.events: list[dict[str, Any]] = []
         self.before_write: Callable[[Key], None] | None = None
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self.port = 0
+        super().__init__()
 
     # -- direct access for tests --
 
@@ -290,8 +288,7 @@ class KubeApi:
         self.events.append(body)
         return web.json_response(body, status=201)
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
+    def app(self) -> web.Application:
         app = web.Application()
         lease = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         app.router.add_post(lease, self._leases)
@@ -304,26 +301,7 @@ class KubeApi:
         app.router.add_get(collection, self._collection)
         path = collection + "/{name}"
         app.router.add_route("*", path, self._object)
-        runner = web.AppRunner(app)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-
-    def __enter__(self) -> KubeApi:
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        return app
 
     @property
     def url(self) -> str:

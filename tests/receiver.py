@@ -4,13 +4,14 @@ endpoint or a gate. Each request is recorded; answers follow a script, then a de
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.threaded import ThreadedServer
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Recorded:
     at: float
 
 
-class Receiver:
+class Receiver(ThreadedServer):
     def __init__(
         self,
         script: list[Answer] | None = None,
@@ -41,10 +42,7 @@ class Receiver:
         self.default = default or Answer()
         self.answer = answer
         self.requests: list[Recorded] = []
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self.port = 0
+        super().__init__()
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -62,29 +60,10 @@ class Receiver:
             return web.json_response(ans.json, status=ans.status, headers=ans.headers)
         return web.Response(status=ans.status, text=ans.body, headers=ans.headers)
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        return app
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Recorded]:
         deadline = time.monotonic() + timeout

@@ -326,12 +326,15 @@ class KafkaSource:
             return float("inf")
         return min(active)
 
-    async def _release(self, now: float) -> None:
-        limit = self._watermark(now)
+    async def _release_events(self, limit: float) -> None:
+        """Feed the per-event buffer up to ``limit`` in event-time order."""
         while self._heap and self._heap[0][0] <= limit:
             _, _, event, position = heapq.heappop(self._heap)
             await self.engine.feed_event(event, position)
             self.stats.released += 1
+
+    async def _release(self, now: float) -> None:
+        await self._release_events(self._watermark(now))
         if self.wall_clock and self.engine.started:
             # Judge on time even when traffic stops: the clock never waits for silence.
             await self.engine.advance(now - self.watermark_delay)
@@ -339,10 +342,7 @@ class KafkaSource:
     async def flush(self) -> None:
         """Release everything buffered (end of a bounded run)."""
         await self._release_columns(float("inf"))
-        while self._heap:
-            _, _, event, position = heapq.heappop(self._heap)
-            await self.engine.feed_event(event, position)
-            self.stats.released += 1
+        await self._release_events(float("inf"))
 
     async def _dead_letter(
         self, value: bytes, reason: str, tp: TopicPartition, offset: int

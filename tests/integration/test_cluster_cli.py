@@ -16,8 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DEMO
-from tests.integration.test_kube_router import _object
+from tests.integration.test_kube_router import _object, rule_text
 from tests.kafkabroker import Broker, create_topic
 from tests.kubeapi import KubeApi
 from tests.promserver import free_port
@@ -44,16 +43,7 @@ def test_cluster_mode_process(tmp_path: Path) -> None:
             api.put(_object("InferenceModel", API_VERSION))
             kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
             rule = tmp_path / "rule.yaml"
-            rule.write_text(
-                (DEMO / "rule.yaml")
-                .read_text()
-                .replace("    file: inferencemodel.yaml\n", "")
-                .replace(
-                    "apiVersion: inference.networking.x-k8s.io/v1alpha1",
-                    f"apiVersion: {API_VERSION}",
-                )
-                .replace("name: inferencemodel-sample", "name: routed")
-            )
+            rule.write_text(rule_text("InferenceModel", API_VERSION))
             env = {
                 **os.environ,
                 "CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,

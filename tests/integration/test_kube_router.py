@@ -70,15 +70,19 @@ def _object(kind: str, api_version: str) -> dict[str, Any]:
     }
 
 
-def _rule(kind: str, api_version: str) -> LoadedRule:
+def rule_text(kind: str, api_version: str) -> str:
+    """The demo rule, routing the cluster object ``routed`` instead of a manifest file."""
     text = (DEMO / "rule.yaml").read_text()
     text = text.replace("    file: inferencemodel.yaml\n", "")
     text = text.replace("kind: InferenceModel\n", f"kind: {kind}\n")
     text = text.replace(
         "apiVersion: inference.networking.x-k8s.io/v1alpha1", f"apiVersion: {api_version}"
     )
-    text = text.replace("name: inferencemodel-sample", "name: routed")
-    rules, errors, lines = parse_rule_text(text, "rule.yaml")
+    return text.replace("name: inferencemodel-sample", "name: routed")
+
+
+def _rule(kind: str, api_version: str) -> LoadedRule:
+    rules, errors, lines = parse_rule_text(rule_text(kind, api_version), "rule.yaml")
     assert errors == [], [str(e) for e in errors]
     return LoadedRule(rules[0], Path("rule.yaml"), lines[0])
 
@@ -528,15 +532,7 @@ def test_status_reads_cluster_objects(
         asyncio.run(_replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.4)))
         kubeconfig = api.write_kubeconfig(tmp_path / "config")
         rule = tmp_path / "rule.yaml"
-        rule.write_text(
-            (DEMO / "rule.yaml")
-            .read_text()
-            .replace("    file: inferencemodel.yaml\n", "")
-            .replace(
-                "apiVersion: inference.networking.x-k8s.io/v1alpha1", f"apiVersion: {api_version}"
-            )
-            .replace("name: inferencemodel-sample", "name: routed")
-        )
+        rule.write_text(rule_text(kind, api_version))
         capsys.readouterr()
         assert main(["status", "--rules", str(rule), "--kubeconfig", str(kubeconfig)]) == 0
     out = capsys.readouterr().out
