@@ -16,8 +16,10 @@ Must not: do I/O, or decide anything.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -27,78 +29,135 @@ import numpy.typing as npt
 from analyzer.events import AccessEvent, EventParser
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.integer[Any]]
+CHUNK = 1024
 _EPOCH_DIVISOR = {"epoch_s": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
 _UNIT_DIVISOR = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
-_NUMERIC = ("status", "ttft", "duration", "prompt_tokens", "completion_tokens")
+
+
+class Labels(dict[str | None, int]):
+    """Codes for the strings of a batch (models, targets, partitions, finish reasons): each new
+    string gets the next code, so a column of strings becomes an int array in one C-level map."""
+
+    def __missing__(self, key: str | None) -> int:
+        code = self[key] = len(self)
+        return code
+
+    def encode(self, values: list[str | None]) -> IntArray:
+        return np.fromiter(map(self.__getitem__, values), dtype=np.int32, count=len(values))
+
+    def names(self) -> list[str | None]:
+        return list(self)
+
+    def lookup(self, table: Callable[[str | None], Any], dtype: Any) -> npt.NDArray[Any]:
+        """``table`` applied to every label, as an array to index with codes."""
+        return np.array([table(name) for name in self], dtype=dtype)
 
 
 @dataclass
 class Columns:
-    """Accepted events of a batch, one array (or list) per field, in input order."""
+    """Accepted events of a batch, one array per field, in input order.
 
-    index: npt.NDArray[np.int64]
+    Strings are codes into ``labels`` (the batch's distinct names), so that selecting the rows
+    of one model or one adapter group is a numpy comparison, not a Python loop per row.
+    """
+
+    index: IntArray
     """Position of each event's line in the batch."""
     timestamp: FloatArray
-    model: list[str]
-    target: list[str]
+    labels: Labels
+    model: IntArray
+    target: IntArray
     is_error: npt.NDArray[np.bool_]
     ttft: FloatArray
     duration: FloatArray
     prompt_tokens: FloatArray
     completion_tokens: FloatArray
+    partition: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
+    """Where each event was read (a label code), when the source is a partitioned log."""
+    offset: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return int(self.index.size)
 
-    def take(self, order: npt.NDArray[np.int64]) -> Columns:
+    @property
+    def positioned(self) -> bool:
+        return self.partition.size == self.index.size
+
+    def locate(self, partition: str, offsets: IntArray) -> None:
+        """Record that the events were read from ``partition`` at ``offsets`` (one per row)."""
+        self.partition = np.full(len(self), self.labels[partition], dtype=np.int32)
+        self.offset = offsets.astype(np.int64, copy=False)
+
+    def code(self, name: str) -> int | None:
+        return self.labels.get(name)
+
+    def take(self, order: IntArray) -> Columns:
+        positioned = self.positioned
         return Columns(
             index=self.index[order],
             timestamp=self.timestamp[order],
-            model=[self.model[i] for i in order],
-            target=[self.target[i] for i in order],
+            labels=self.labels,
+            model=self.model[order],
+            target=self.target[order],
             is_error=self.is_error[order],
             ttft=self.ttft[order],
             duration=self.duration[order],
             prompt_tokens=self.prompt_tokens[order],
             completion_tokens=self.completion_tokens[order],
+            partition=self.partition[order] if positioned else self.partition,
+            offset=self.offset[order] if positioned else self.offset,
         )
 
     @staticmethod
     def concat(parts: list[Columns]) -> Columns:
+        if len(parts) == 1:
+            return parts[0]
+        labels = Labels()
+        recode = [labels.encode(p.labels.names()) for p in parts]
+        positioned = all(p.positioned for p in parts)
+
+        def codes(name: str) -> IntArray:
+            return np.concatenate(
+                [lut[getattr(p, name)] for p, lut in zip(parts, recode, strict=True)]
+            )
+
+        def cat(name: str) -> npt.NDArray[Any]:
+            return np.concatenate([getattr(p, name) for p in parts])
+
         return Columns(
-            index=np.concatenate([p.index for p in parts]),
-            timestamp=np.concatenate([p.timestamp for p in parts]),
-            model=[m for p in parts for m in p.model],
-            target=[t for p in parts for t in p.target],
-            is_error=np.concatenate([p.is_error for p in parts]),
-            ttft=np.concatenate([p.ttft for p in parts]),
-            duration=np.concatenate([p.duration for p in parts]),
-            prompt_tokens=np.concatenate([p.prompt_tokens for p in parts]),
-            completion_tokens=np.concatenate([p.completion_tokens for p in parts]),
+            index=cat("index"),
+            timestamp=cat("timestamp"),
+            labels=labels,
+            model=codes("model"),
+            target=codes("target"),
+            is_error=cat("is_error"),
+            ttft=cat("ttft"),
+            duration=cat("duration"),
+            prompt_tokens=cat("prompt_tokens"),
+            completion_tokens=cat("completion_tokens"),
+            partition=codes("partition") if positioned else np.empty(0, dtype=np.int32),
+            offset=cat("offset") if positioned else np.empty(0, dtype=np.int64),
         )
 
     @staticmethod
     def from_events(index: list[int], events: list[AccessEvent]) -> Columns:
         def col(name: str) -> FloatArray:
-            return np.array(
-                [math.nan if getattr(e, name) is None else getattr(e, name) for e in events],
-                dtype=np.float64,
-            )
+            return np.array([getattr(e, name) for e in events], dtype=np.float64)
 
+        labels = Labels()
         return Columns(
             index=np.array(index, dtype=np.int64),
             timestamp=np.array([e.timestamp for e in events], dtype=np.float64),
-            model=[e.model for e in events],
-            target=[e.target for e in events],
+            labels=labels,
+            model=labels.encode([e.model for e in events]),
+            target=labels.encode([e.target for e in events]),
             is_error=np.array([e.is_error for e in events], dtype=bool),
             ttft=col("ttft"),
             duration=col("duration"),
             prompt_tokens=col("prompt_tokens"),
             completion_tokens=col("completion_tokens"),
         )
-
-    def slice(self, start: int, stop: int) -> Columns:
-        return self.take(np.arange(start, stop, dtype=np.int64))
 
 
 class BatchParser:
@@ -128,8 +187,10 @@ class BatchParser:
             for name in self._names
         ]
         spec.sort(key=lambda s: len(s) == 3)  # required fields first
+        # gc=False: the structs hold only strings and numbers, and a fetch of them must not
+        # trigger cyclic garbage collections (which walk every live object).
         self._struct = msgspec.defstruct(
-            "Line", spec, rename={f"f_{n}": fields[n].path for n in self._names}
+            "Line", spec, rename={f"f_{n}": fields[n].path for n in self._names}, gc=False
         )
         self._decoder = msgspec.json.Decoder(self._struct, strict=False)
         self._ts_format = ts_format
@@ -142,35 +203,36 @@ class BatchParser:
         self.rejected: list[tuple[int, str]] = []
         if not self.fast:
             return self._slow(lines, range(len(lines)))
-        p = self.parser
-        decoded: list[Any] = []
-        where: list[int] = []
+        rows: list[Any] = []
         slow: list[int] = []
-        limit = p.spec.max_line_bytes
-        models = p.models
-        ignored = 0
+        limit = self.parser.spec.max_line_bytes
         decode = self._decoder.decode
-        for i, line in enumerate(lines):
-            if len(line) > limit:
-                slow.append(i)
-                continue
+        for start in range(0, len(lines), CHUNK):
+            chunk = lines[start : start + CHUNK]
             try:
-                row: Any = decode(line)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                slow.append(i)
-                continue
-            if models is not None and row.f_model not in models:
-                ignored += 1
-                continue
-            decoded.append(row)
-            where.append(i)
-        p.stats.ignored += ignored
-        fast = self._columns(decoded, where, slow)
+                # One C-level map per chunk; a chunk with a line msgspec refuses (or an
+                # oversized one) is decoded line by line, so one bad line costs one chunk.
+                if max(map(len, chunk)) > limit:
+                    raise ValueError
+                decoded = list(map(decode, chunk))
+                rows += decoded
+            except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
+                for i, line in enumerate(chunk, start):
+                    if len(line) > limit:
+                        slow.append(i)
+                        continue
+                    try:
+                        rows.append(decode(line))
+                    except (msgspec.ValidationError, msgspec.DecodeError):
+                        slow.append(i)
+        decoded_at = np.ones(len(lines), dtype=bool)
+        decoded_at[slow] = False
+        fast = self._columns(rows, np.flatnonzero(decoded_at), slow)
         if slow:
-            return _merge(fast, self._slow(lines, slow))
+            return _merge(fast, self._slow(lines, sorted(slow)))
         return fast
 
-    def _slow(self, lines: list[bytes], which: Any) -> Columns:
+    def _slow(self, lines: list[bytes], which: Iterable[int]) -> Columns:
         index: list[int] = []
         events: list[AccessEvent] = []
         stats = self.parser.stats
@@ -184,64 +246,83 @@ class BatchParser:
                 self.rejected.append((i, self.parser.last_rejection))
         return Columns.from_events(index, events)
 
-    def _columns(self, rows: list[Any], where: list[int], slow: list[int]) -> Columns:
-        n = len(rows)
-        names = self._names
+    def _column(self, rows: list[Any], name: str) -> FloatArray:
+        """A numeric field as floats: None (not logged) is NaN; a logged NaN or infinity
+        becomes -1, which fails the range check and sends the line to the per-line parser
+        (it rejects it as non_finite)."""
+        if name not in self._names:
+            return np.full(len(rows), math.nan)
+        values = list(map(attrgetter(f"f_{name}"), rows))
+        column = np.array(values, dtype=np.float64)
+        nan = np.isnan(column)
+        if nan.any() and int(nan.sum()) != values.count(None):  # a logged NaN among them
+            logged = np.array([v is not None for v in values], dtype=bool)
+            column[nan & logged] = -1.0
+        column[np.isinf(column)] = -1.0
+        return column
 
-        def col(name: str) -> FloatArray:
-            if name not in names:
-                return np.full(n, math.nan)
-            attr = f"f_{name}"
-            # None is "not logged" (NaN); a logged NaN or infinity becomes -1 so the range
-            # check sends the line to the per-line parser, which rejects it as non_finite.
-            return np.array(
-                [
-                    math.nan
-                    if (v := getattr(r, attr)) is None
-                    else (v if math.isfinite(v) else -1.0)
-                    for r in rows
-                ],
-                dtype=np.float64,
-            )
-
-        ts_raw = [r.f_timestamp for r in rows]
-        if self._ts_format in ("rfc3339", "auto"):
-            ts = np.array(
-                [v.timestamp() if isinstance(v, datetime) else math.nan for v in ts_raw],
-                dtype=np.float64,
-            )
-            numeric = np.array([not isinstance(v, datetime) for v in ts_raw], dtype=bool)
-            if numeric.any():  # epoch numbers under "auto": leave them to the per-line parser
-                ts[numeric] = math.nan
-        else:
-            ts = np.array(ts_raw, dtype=np.float64) / _EPOCH_DIVISOR[self._ts_format]
-        model = [r.f_model for r in rows]
-        target = [r.f_target for r in rows]
-        status = col("status")
-        ttft = col("ttft") / self._units.get("ttft", 1.0)
-        duration = col("duration") / self._units.get("duration", 1.0)
-        prompt = col("prompt_tokens")
-        completion = col("completion_tokens")
-        finish = [r.f_finish_reason for r in rows] if "finish_reason" in names else [None] * n
-        ok = (ts >= 1e9) & (ts <= 1e10)
-        for arr in (ttft, duration, prompt, completion):
-            ok &= np.isnan(arr) | (np.isfinite(arr) & (arr >= 0))
-        for arr in (prompt, completion):
-            ok &= np.isnan(arr) | (arr == np.floor(arr))
-        ok &= np.isnan(status) | ((status >= 0) & (status <= 999))
-        ok &= np.array(
-            [bool(m) and bool(t) for m, t in zip(model, target, strict=True)], dtype=bool
+    def _timestamps(self, raw: list[Any]) -> FloatArray:
+        if self._ts_format not in ("rfc3339", "auto"):
+            return np.array(raw, dtype=np.float64) / _EPOCH_DIVISOR[self._ts_format]
+        if set(map(type, raw)) <= {datetime}:
+            return np.fromiter(map(datetime.timestamp, raw), dtype=np.float64, count=len(raw))
+        # Epoch numbers under "auto": left to the per-line parser (NaN fails the range check).
+        return np.array(
+            [v.timestamp() if isinstance(v, datetime) else math.nan for v in raw],
+            dtype=np.float64,
         )
+
+    def _columns(self, rows: list[Any], where: IntArray, slow: list[int]) -> Columns:
+        """Columns of the decoded ``rows`` (from lines ``where``); lines the range checks are
+        unsure of are added to ``slow``."""
+        names = self._names
+        labels = Labels()
+        model = labels.encode(list(map(attrgetter("f_model"), rows)))
+        models = self.parser.models
+        if models is not None:
+            # Lines of models nobody watches are only counted; an empty model is malformed
+            # (the per-line parser rejects it before looking at the model).
+            kind = labels.lookup(lambda name: 2 if not name else int(name in models), np.int8)
+            kinds = kind[model]
+            self.parser.stats.ignored += int(np.count_nonzero(kinds == 0))
+            slow.extend(where[kinds == 2].tolist())
+            if not (kinds == 1).all():
+                keep = np.flatnonzero(kinds == 1)
+                rows = [rows[i] for i in keep]
+                where = where[keep]
+                model = model[keep]
+        n = len(rows)
+        target = labels.encode(list(map(attrgetter("f_target"), rows)))
+        ts = self._timestamps(list(map(attrgetter("f_timestamp"), rows)))
+        status = self._column(rows, "status")
+        ttft = self._column(rows, "ttft") / self._units.get("ttft", 1.0)
+        duration = self._column(rows, "duration") / self._units.get("duration", 1.0)
+        prompt = self._column(rows, "prompt_tokens")
+        completion = self._column(rows, "completion_tokens")
+        finish = (
+            labels.encode(list(map(attrgetter("f_finish_reason"), rows)))
+            if "finish_reason" in names
+            else labels.encode([None] * n)
+        )
+        with np.errstate(invalid="ignore"):
+            ok = (ts >= 1e9) & (ts <= 1e10)
+            for arr in (ttft, duration, prompt, completion):
+                ok &= np.isnan(arr) | (arr >= 0)
+            for arr in (prompt, completion):
+                ok &= np.isnan(arr) | (arr == np.floor(arr))
+            ok &= np.isnan(status) | ((status >= 0) & (status <= 999))
+        ok &= labels.lookup(bool, bool)[model] & labels.lookup(bool, bool)[target]
         if not ok.all():  # the per-line parser says why (or accepts what we were unsure of)
-            slow.extend(where[i] for i in np.flatnonzero(~ok))
+            slow.extend(where[~ok].tolist())
         keep = np.flatnonzero(ok)
         self.parser.stats.accepted += int(keep.size)
-        is_error = self._errors(status, finish)
+        is_error = self._errors(status, labels, finish)
         return Columns(
-            index=np.array(where, dtype=np.int64)[keep],
+            index=where[keep],
             timestamp=ts[keep],
-            model=[model[i] for i in keep],
-            target=[target[i] for i in keep],
+            labels=labels,
+            model=model[keep],
+            target=target[keep],
             is_error=is_error[keep],
             ttft=ttft[keep],
             duration=duration[keep],
@@ -249,7 +330,9 @@ class BatchParser:
             completion_tokens=completion[keep],
         )
 
-    def _errors(self, status: FloatArray, finish: list[str | None]) -> npt.NDArray[np.bool_]:
+    def _errors(
+        self, status: FloatArray, labels: Labels, finish: IntArray
+    ) -> npt.NDArray[np.bool_]:
         spec = self.parser.spec
         exact = [s for s in spec.error_statuses if isinstance(s, int)]
         classes = [int(s[0]) for s in spec.error_statuses if isinstance(s, str)]
@@ -257,7 +340,7 @@ class BatchParser:
             err = np.isin(status, exact) | np.isin(np.floor(status / 100), classes)
         reasons = frozenset(spec.error_finish_reasons)
         if reasons:
-            err |= np.array([f in reasons for f in finish], dtype=bool)
+            err |= labels.lookup(lambda name: name in reasons, bool)[finish]
         return err
 
 

@@ -17,9 +17,10 @@ from array import array
 from collections import Counter
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from analyzer.batch import Columns
 from analyzer.config import LatencyMetric
@@ -98,11 +99,13 @@ class GroupWindow:
     requests: int = 0
     errors: int = 0
     by_target: Counter[str] = field(default_factory=Counter)
+    kept: tuple[LatencyMetric, ...] = METRICS
+    """The metrics some check reads; only these are folded into histograms."""
     metrics: dict[str, MetricWindow] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.metrics:
-            self.metrics = {m: MetricWindow(self.raw_limit) for m in METRICS}
+            self.metrics = {m: MetricWindow(self.raw_limit) for m in self.kept}
 
     def add(self, event: AccessEvent) -> None:
         self.requests += 1
@@ -110,44 +113,32 @@ class GroupWindow:
         if event.is_error:
             self.errors += 1
             return
-        m = self.metrics
-        if event.ttft is not None:
-            m["ttft"].append(event.ttft)
-        if event.duration is not None:
-            m["duration"].append(event.duration)
-        tpot = event.tpot
-        if tpot is not None:
-            m["tpot"].append(tpot)
-        if event.prompt_tokens is not None:
-            m["prompt_tokens"].append(float(event.prompt_tokens))
-        if event.completion_tokens is not None:
-            m["completion_tokens"].append(float(event.completion_tokens))
+        for name, window in self.metrics.items():
+            value = event.tpot if name == "tpot" else getattr(event, name)
+            if value is not None:
+                window.append(float(value))
 
     def add_columns(self, cols: Columns, rows: IntArray) -> None:
         """Fold the events at ``rows`` of a column batch (the batch path of ``add``)."""
         if rows.size == 0:
             return
         self.requests += int(rows.size)
-        targets = cols.target
-        self.by_target.update([targets[i] for i in rows])
+        self.by_target.update(_named(cols, cols.target[rows]))
         errors = cols.is_error[rows]
         self.errors += int(errors.sum())
         ok = rows[~errors]
         if ok.size == 0:
             return
-        ttft, duration = cols.ttft[ok], cols.duration[ok]
-        completion = cols.completion_tokens[ok]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            tpot = np.maximum(0.0, duration - ttft) / (completion - 1)
-        tpot = tpot[(completion >= 2) & ~np.isnan(tpot)]
-        for name, values in (
-            ("ttft", ttft),
-            ("duration", duration),
-            ("tpot", tpot),
-            ("prompt_tokens", cols.prompt_tokens[ok]),
-            ("completion_tokens", completion),
-        ):
-            self.metrics[name].extend(values[~np.isnan(values)])
+        for name, window in self.metrics.items():
+            if name == "tpot":
+                ttft, duration = cols.ttft[ok], cols.duration[ok]
+                completion = cols.completion_tokens[ok]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    values = np.maximum(0.0, duration - ttft) / (completion - 1)
+                values = values[completion >= 2]
+            else:
+                values = getattr(cols, name)[ok]
+            window.extend(values[~np.isnan(values)])
 
     def flush(self) -> None:
         for window in self.metrics.values():
@@ -169,6 +160,8 @@ class StepWindows:
     canary_adapters: frozenset[str]
     started_at: float
     raw_limit: int = DEFAULT_RAW_LIMIT
+    metrics: tuple[LatencyMetric, ...] = METRICS
+    """The metrics some check reads (others are not kept)."""
     baseline: GroupWindow = field(init=False)
     canary: GroupWindow = field(init=False)
     before_step: int = 0
@@ -180,8 +173,8 @@ class StepWindows:
     """Sequential checks: the smallest always-valid p-value seen in this step, per check."""
 
     def __post_init__(self) -> None:
-        self.baseline = GroupWindow(self.raw_limit)
-        self.canary = GroupWindow(self.raw_limit)
+        self.baseline = GroupWindow(self.raw_limit, kept=self.metrics)
+        self.canary = GroupWindow(self.raw_limit, kept=self.metrics)
         self._group_code = {a: 0 for a in self.baseline_adapters} | {
             a: 1 for a in self.canary_adapters
         }
@@ -220,29 +213,34 @@ class StepWindows:
             self.last_event_at = event.timestamp
         return group
 
-    def observe_columns(
-        self, cols: Columns, rows: IntArray, partitions: list[Hashable], offsets: IntArray
-    ) -> None:
+    def observe_columns(self, cols: Columns, rows: IntArray) -> None:
         """The batch path of ``observe`` for rows in event-time order, same bookkeeping."""
         keep = np.ones(rows.size, dtype=bool)
         ts = cols.timestamp[rows]
-        for part in set(partitions):
-            mine = np.flatnonzero([p == part for p in partitions])
-            seen = self.watermarks.get(part)
-            if seen is not None:
-                dup = (offsets[mine] <= seen[0]) & (ts[mine] <= seen[1])
-                keep[mine[dup]] = False
-                self.duplicates += int(dup.sum())
-            fresh = mine[keep[mine]]
-            if fresh.size:
-                last = fresh[np.argmax(offsets[fresh])]
-                self.watermarks[part] = (int(offsets[last]), float(ts[last]))
+        if cols.positioned:
+            names = cols.labels.names()
+            parts, offsets = cols.partition[rows], cols.offset[rows]
+            for code in np.flatnonzero(np.bincount(parts)):
+                part = names[code]
+                mine = np.flatnonzero(parts == code)
+                seen = self.watermarks.get(part)
+                if seen is not None:
+                    dup = (offsets[mine] <= seen[0]) & (ts[mine] <= seen[1])
+                    keep[mine[dup]] = False
+                    self.duplicates += int(dup.sum())
+                fresh = mine[keep[mine]]
+                if fresh.size:
+                    last = fresh[np.argmax(offsets[fresh])]
+                    self.watermarks[part] = (int(offsets[last]), float(ts[last]))
         early = keep & (ts < self.started_at)
         self.before_step += int(early.sum())
         keep &= ~early
-        groups = np.array([self._group_code.get(cols.target[i], 2) for i in rows], dtype=np.int8)
-        for i in np.flatnonzero(keep & (groups == 2)):
-            self.unrouted[cols.target[rows[i]]] += 1
+        groups = cols.labels.lookup(lambda name: self._group_code.get(name or "", 2), np.int8)[
+            cols.target[rows]
+        ]
+        unrouted = rows[keep & (groups == 2)]
+        if unrouted.size:
+            self.unrouted.update(_named(cols, cols.target[unrouted]))
         self.canary.add_columns(cols, rows[keep & (groups == 1)])
         self.baseline.add_columns(cols, rows[keep & (groups == 0)])
         folded = ts[keep & (groups < 2)]
@@ -267,3 +265,10 @@ class StepWindows:
         self.canary.merge(other.canary)
         self.before_step += other.before_step
         self.unrouted.update(other.unrouted)
+
+
+def _named(cols: Columns, codes: npt.NDArray[np.integer[Any]]) -> dict[str, int]:
+    """How many times each label occurs among ``codes``."""
+    names = cols.labels.names()
+    counts = np.bincount(codes, minlength=len(names))
+    return {str(names[c]): int(counts[c]) for c in np.flatnonzero(counts)}

@@ -49,6 +49,10 @@ class FileRouter:
         return f"{self.target.kind} {self.target.namespace}/{self.target.name} ({self.path})"
 
     async def read(self) -> RoutedObject:
+        # A stat is cheap enough for the event loop; reading and parsing the YAML is not.
+        cached = self._cached(self._stat())
+        if cached is not None:
+            return cached
         return await asyncio.to_thread(self._read)
 
     async def write(
@@ -90,16 +94,25 @@ class FileRouter:
             f"{self.target.namespace}/{self.target.name}"
         )
 
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _cached(self, key: tuple[int, int, int] | None) -> RoutedObject | None:
+        if key is not None and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        return None
+
     def _read(self) -> RoutedObject:
         # Judgments read the object every interval; parse the YAML again only when the file
         # changed (a write of ours renames a new inode in; an edit changes mtime or size).
-        try:
-            st = self.path.stat()
-            key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except OSError:
-            key = None
-        if key is not None and self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
+        key = self._stat()
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
         data, _, doc = self._load()
         obj = RoutedObject(
             version=hashlib.sha256(data).hexdigest(),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import structlog
@@ -22,9 +22,9 @@ import structlog
 from analyzer.analysis import promchecks
 from analyzer.analysis.checks import CheckResult, evaluate
 from analyzer.analysis.judge import Verdict, settle
-from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, Position, StepWindows
+from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, METRICS, Position, StepWindows
 from analyzer.batch import Columns
-from analyzer.config import LoadedRule, PrometheusCheckSpec
+from analyzer.config import CheckSpec, LoadedRule, PrometheusCheckSpec
 from analyzer.events import AccessEvent
 from analyzer.notify.base import Notification, Notifier
 from analyzer.notify.gates import Gate, GateKind
@@ -150,11 +150,9 @@ class RolloutController:
         if self.windows is not None and self.active:
             self.windows.observe(event, position)
 
-    def observe_columns(
-        self, cols: Columns, rows: IntArray, partitions: list[Hashable], offsets: IntArray
-    ) -> None:
+    def observe_columns(self, cols: Columns, rows: IntArray) -> None:
         if self.windows is not None and self.active:
-            self.windows.observe_columns(cols, rows, partitions, offsets)
+            self.windows.observe_columns(cols, rows)
 
     def due(self, now: float) -> bool:
         return self.active and self.next_judgment_at is not None and now >= self.next_judgment_at
@@ -392,11 +390,13 @@ class RolloutController:
                 await self.notifier.notify(notification)
 
     def _reset_windows(self, started_at: float) -> None:
+        read = {c.metric for c in self.spec.checks if isinstance(c, CheckSpec)}
         self.windows = StepWindows(
             frozenset(self.spec.baseline),
             frozenset(self.spec.canary),
             started_at,
             raw_limit=self.raw_limit,
+            metrics=tuple(m for m in METRICS if m in read),
         )
 
     def _parse_state(self, raw: str) -> RolloutState | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -21,7 +21,6 @@ from analyzer.batch import BatchParser, Columns
 from analyzer.config import EventsSpec
 from analyzer.events import AccessEvent, EventParser, ParseStats
 from analyzer.runtime.controller import RolloutController
-from analyzer.stats.histogram import IntArray
 
 
 class Engine:
@@ -122,9 +121,7 @@ class Engine:
         for c in self.by_model.get(event.model, ()):
             c.observe(event, position)
 
-    async def feed_columns(
-        self, cols: Columns, partitions: list[Hashable], offsets: IntArray
-    ) -> None:
+    async def feed_columns(self, cols: Columns) -> None:
         """The batch path of ``feed_event``, for rows sorted by event time: rows before the
         next judgment are folded at once, and judgments happen exactly where the per-event
         path would have made them (before the first row at or after their time)."""
@@ -146,7 +143,7 @@ class Engine:
             )
             j = max(i, int(np.searchsorted(ts, due, side="left")))
             if j > i:
-                self._fold(cols, i, j, partitions, offsets)
+                self._fold(cols, i, j)
             if j >= n:
                 break
             await self.advance(float(ts[j]))
@@ -154,18 +151,16 @@ class Engine:
         assert self.now is not None
         self.now = max(self.now, float(ts[-1]))
 
-    def _fold(
-        self, cols: Columns, start: int, stop: int, partitions: list[Hashable], offsets: IntArray
-    ) -> None:
-        rows = np.arange(start, stop, dtype=np.int64)
-        models = cols.model
+    def _fold(self, cols: Columns, start: int, stop: int) -> None:
+        models = cols.model[start:stop]
         for model, controllers in self.by_model.items():
-            mine = rows[np.array([models[r] == model for r in rows], dtype=bool)]
-            if mine.size == 0:
+            code = cols.code(model)
+            if code is None:
                 continue
-            parts = [partitions[r] for r in mine]
-            for c in controllers:
-                c.observe_columns(cols, mine, parts, offsets[mine])
+            mine = np.flatnonzero(models == code) + start
+            if mine.size:
+                for c in controllers:
+                    c.observe_columns(cols, mine)
 
     def parse(self, line: bytes | str) -> tuple[AccessEvent | None, str | None]:
         """The line's event (None if ignored or rejected) and its rejection reason, if any."""

@@ -29,8 +29,9 @@ import itertools
 import os
 import ssl
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -44,6 +45,8 @@ from analyzer.batch import BatchParser, Columns
 from analyzer.events import AccessEvent
 
 log = structlog.get_logger("analyzer.kafka")
+_VALUE = attrgetter("value")
+_OFFSET = attrgetter("offset")
 YIELD_EVERY = 256
 
 
@@ -64,9 +67,7 @@ class EventSink(Protocol):
         """A columnar parser when every line has the same mapping, else None."""
         ...
 
-    async def feed_columns(
-        self, cols: Columns, partitions: list[Hashable], offsets: npt.NDArray[np.int64]
-    ) -> None: ...
+    async def feed_columns(self, cols: Columns) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,17 @@ class IngestStats:
     events_per_second: float = 0.0
 
 
+def _offsets(records: list[Any]) -> npt.NDArray[np.int64]:
+    """The records' offsets. Within a partition they only increase, so when the first and the
+    last are len - 1 apart there is no gap (no compaction, no transaction markers) between."""
+    if not records:
+        return np.empty(0, dtype=np.int64)
+    first, last = records[0].offset, records[-1].offset
+    if last - first + 1 == len(records):
+        return np.arange(first, last + 1, dtype=np.int64)
+    return np.fromiter(map(_OFFSET, records), np.int64, count=len(records))
+
+
 class KafkaSource:
     def __init__(
         self,
@@ -164,7 +176,7 @@ class KafkaSource:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self._heap: list[tuple[float, int, AccessEvent, tuple[str, int]]] = []
-        self._chunks: list[tuple[Columns, list[Hashable], npt.NDArray[np.int64]]] = []
+        self._chunks: list[Columns] = []
         self._seq = itertools.count()
         self._latest: dict[str, float] = {}
         self._last_seen: dict[str, float] = {}
@@ -228,34 +240,48 @@ class KafkaSource:
             timeout_ms=timeout_ms, max_records=self.settings.max_records
         )
         now = self.clock()
+        # Keep only values and offsets: the client's record objects are freed before parsing,
+        # so they are not walked by the garbage collections that parsing triggers.
+        fetched = [
+            (tp, list(map(_VALUE, records)), _offsets(records)) for tp, records in batches.items()
+        ]
+        batches.clear()
+        await asyncio.sleep(0)  # the client asks for the next fetch while this one is parsed
         count = 0
-        for tp, records in batches.items():
+        for tp, fetched_values, offsets in fetched:
             key = f"{tp.topic}/{tp.partition}"
-            count += len(records)
-            values = [r.value or b"" for r in records]
+            count += len(fetched_values)
+            values: list[bytes] = fetched_values
+            if None in fetched_values:  # tombstones: parsed (and rejected) as empty lines
+                values = [v or b"" for v in fetched_values]
             cols = self.engine.batch.parse(values)
             for i, reason in self.engine.batch.rejected:
-                await self._dead_letter(values[i], reason, tp, records[i].offset)
+                await self._dead_letter(values[i], reason, tp, int(offsets[i]))
             if len(cols):
-                offsets = np.array([records[i].offset for i in cols.index], dtype=np.int64)
-                self._chunks.append((cols, [key] * len(cols), offsets))
+                cols.locate(key, offsets[cols.index])
+                self._chunks.append(cols)
             latest = float(cols.timestamp.max()) if len(cols) else None
-            self._note_partition(tp, key, records, latest, now)
+            self._note_partition(tp, key, offsets, latest, now)
             await asyncio.sleep(0)  # let the client fetch the next batch meanwhile
         self._counted(now, count)
         await self._release_columns(self._watermark(now))
         return count
 
     def _note_partition(
-        self, tp: TopicPartition, key: str, records: list[Any], latest: float | None, now: float
+        self,
+        tp: TopicPartition,
+        key: str,
+        offsets: npt.NDArray[np.int64] | list[int],
+        latest: float | None,
+        now: float,
     ) -> None:
         """Watermark, idleness and lag bookkeeping for one partition's share of a fetch."""
         assert self.consumer is not None
-        if records:
+        if len(offsets):
             self._last_seen[key] = now
             hw = self.consumer.highwater(tp)
             if hw is not None:
-                self.stats.lag[key] = max(0, hw - (records[-1].offset + 1))
+                self.stats.lag[key] = max(0, hw - (int(offsets[-1]) + 1))
         if latest is not None and latest > self._latest.get(key, float("-inf")):
             self._latest[key] = latest
 
@@ -265,19 +291,13 @@ class KafkaSource:
 
     async def _release_columns(self, limit: float) -> None:
         if self._chunks:
-            cols = Columns.concat([c for c, _, _ in self._chunks])
-            parts = [p for _, ps, _ in self._chunks for p in ps]
-            offsets = np.concatenate([o for _, _, o in self._chunks])
+            cols = Columns.concat(self._chunks)
             order = np.argsort(cols.timestamp, kind="stable")
             cut = int(np.searchsorted(cols.timestamp[order], limit, side="right"))
             now_rows, later = order[:cut], order[cut:]
-            self._chunks = []
-            if later.size:
-                self._chunks.append((cols.take(later), [parts[i] for i in later], offsets[later]))
+            self._chunks = [cols.take(later)] if later.size else []
             if now_rows.size:
-                await self.engine.feed_columns(
-                    cols.take(now_rows), [parts[i] for i in now_rows], offsets[now_rows]
-                )
+                await self.engine.feed_columns(cols.take(now_rows))
                 self.stats.released += int(now_rows.size)
         if self.wall_clock and self.engine.started:
             await self.engine.advance(self.clock() - self.watermark_delay)
@@ -308,13 +328,13 @@ class KafkaSource:
                     self._heap, (event.timestamp, next(self._seq), event, (key, rec.offset))
                 )
                 latest = event.timestamp if latest is None else max(latest, event.timestamp)
-            self._note_partition(tp, key, records, latest, now)
+            self._note_partition(tp, key, [r.offset for r in records[-1:]], latest, now)
         self._counted(now, count)
         await self._release(now)
         return count
 
     def _buffered(self) -> int:
-        return len(self._heap) + sum(len(c) for c, _, _ in self._chunks)
+        return len(self._heap) + sum(map(len, self._chunks))
 
     def _watermark(self, now: float) -> float:
         active = [

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import signal
+from scipy import signal, special
 from scipy import stats as sps
 
 from analyzer.stats.histogram import FloatArray, IntArray, LogHistogram
@@ -105,10 +105,10 @@ def weighted_mannwhitney(
     sd = math.sqrt(var)
     if alternative == "greater":
         z = (u1 - mu - 0.5) / sd
-        p = float(sps.norm.sf(z))
+        p = float(special.ndtr(-z))
     else:
         z = (u1 - mu + 0.5) / sd
-        p = float(sps.norm.cdf(z))
+        p = float(special.ndtr(z))
     return u1, z, p
 
 
@@ -129,7 +129,7 @@ def _ci_rank(n1: int, n2: int, alpha: float, tie_term: float = 0.0) -> int:
     """1-based rank of the lower confidence bound among the n1*n2 pairwise differences."""
     n = n1 + n2
     var = n1 * n2 / 12.0 * ((n + 1) - (tie_term / (n * (n - 1)) if n > 1 else 0.0))
-    z = float(sps.norm.isf(alpha))
+    z = -float(special.ndtri(alpha))
     k = math.floor(n1 * n2 / 2.0 - z * math.sqrt(max(var, 0.0)))
     return max(1, k)
 

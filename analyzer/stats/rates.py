@@ -56,7 +56,7 @@ def wilson_interval(x: int, n: int, z: float) -> tuple[float, float]:
 def newcombe_interval(
     x_canary: int, n_canary: int, x_baseline: int, n_baseline: int, alpha: float
 ) -> tuple[float, float]:
-    z = float(sps.norm.isf(alpha))
+    z = -float(spspecial.ndtri(alpha))
     p1, p2 = x_canary / n_canary, x_baseline / n_baseline
     l1, u1 = wilson_interval(x_canary, n_canary, z)
     l2, u2 = wilson_interval(x_baseline, n_baseline, z)
@@ -131,7 +131,7 @@ def farrington_manning(
         z = math.inf if diff > 0 else (-math.inf if diff < 0 else 0.0)
     else:
         z = diff / math.sqrt(var)
-    return z, float(sps.norm.sf(z))
+    return z, float(spspecial.ndtr(-z))
 
 
 def fisher_greater(x_canary: int, n_canary: int, x_baseline: int, n_baseline: int) -> float:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 
-from scipy import stats as sps
+from scipy import special
 
 from analyzer.stats.mannwhitney import ShiftResult
 from analyzer.stats.rates import RateResult, restricted_mle
@@ -63,7 +63,7 @@ def shift_information(n_baseline: int, n_canary: int) -> float:
 def sequential_shift_p(result: ShiftResult, tau: float = DEFAULT_TAU_SHIFT) -> float:
     z = result.z
     if z is None:  # exact small-sample p: its normal score carries the same evidence
-        z = float(sps.norm.isf(result.p_value)) if result.p_value < 1 else 0.0
+        z = -float(special.ndtri(result.p_value)) if result.p_value < 1 else 0.0
     return mixture_p(z, shift_information(result.n_baseline, result.n_canary), tau)
 
 

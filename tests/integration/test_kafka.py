@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from analyzer.config import load_rules
@@ -97,10 +97,14 @@ def test_malformed_records_are_counted_and_dead_lettered(
         await create_topic(broker.bootstrap, topic)
         await create_topic(broker.bootstrap, dlq, partitions=1)
         await produce(broker.bootstrap, topic, lines + bad)
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        await producer.send_and_wait(topic, None, key=b"k", partition=1)  # a tombstone
+        await producer.stop()
         engine, _ = _controller(fresh_demo(tmp_path))
         source = KafkaSource(_settings(broker, topic, dead_letter_topic=dlq), engine)
         await source.start()
-        await _consume_all(source, len(lines) + len(bad))
+        await _consume_all(source, len(lines) + len(bad) + 1)
         await source.stop()
         consumer = AIOKafkaConsumer(
             dlq,
@@ -113,20 +117,32 @@ def test_malformed_records_are_counted_and_dead_lettered(
         for _ in range(20):
             batch = await consumer.getmany(timeout_ms=500)
             got += [(r.value, dict(r.headers)) for recs in batch.values() for r in recs]
-            if len(got) >= len(bad):
+            if len(got) >= len(bad) + 1:
                 break
         await consumer.stop()
         assert engine.stats.accepted == len(lines)
+        # Each dead letter names where it came from: read that record back.
+        reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap)
+        await reader.start()
+        for value, headers in got:
+            where, offset = headers["source"].decode().rsplit("@", 1)
+            tp = TopicPartition(topic, int(where.rsplit("/", 1)[1]))
+            reader.assign([tp])
+            reader.seek(tp, int(offset))
+            original = await reader.getone()
+            assert (original.value or b"") == value
+        await reader.stop()
         return dict(engine.stats.rejected_by_reason), got
 
     reasons, dead = asyncio.run(go())
-    assert reasons == {"not_json": 1, "not_object": 1, "missing_field.target": 1}
+    assert reasons == {"not_json": 2, "not_object": 1, "missing_field.target": 1}
     assert sorted(h["reason"] for _, h in dead) == [
         b"missing_field.target",
         b"not_json",
+        b"not_json",
         b"not_object",
     ]
-    assert {v for v, _ in dead} == set(bad)
+    assert {v for v, _ in dead} == {*bad, b""}
 
 
 def _event_time(line: bytes) -> float:

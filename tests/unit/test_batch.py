@@ -2,6 +2,7 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import orjson
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from analyzer.batch import BatchParser
 from analyzer.config import EventsSpec
 from analyzer.events import EventParser
+from analyzer.sources.kafka import _offsets
 from tests.unit.test_events import ENVOY, field_values
 
 MESSY = [
@@ -24,6 +26,10 @@ MESSY = [
     orjson.dumps({**ENVOY, "start_time": "yesterday"}),
     orjson.dumps({**ENVOY, "model": "other", "duration": "x"}),
     orjson.dumps({**ENVOY, "target_model": ""}),
+    orjson.dumps({**ENVOY, "model": ""}),
+    orjson.dumps({**ENVOY, "model": 7}),
+    orjson.dumps({**ENVOY, "response_duration": 1e400}),
+    orjson.dumps({**ENVOY, "finish_reason": None, "response_code": None}),
     orjson.dumps({**ENVOY, "request_id": 42}),
     orjson.dumps({k: v for k, v in ENVOY.items() if k != "duration"}),
     b"{oops",
@@ -46,8 +52,10 @@ def _check(lines: list[bytes]) -> None:
     assert other.stats.ignored == one.stats.ignored
     assert other.stats.rejected_by_reason == one.stats.rejected_by_reason
     assert [i for i, _ in events] == cols.index.tolist()
+    names = cols.labels.names()
     for k, (_, e) in enumerate(events):
-        assert cols.timestamp[k] == e.timestamp and cols.target[k] == e.target
+        assert cols.timestamp[k] == e.timestamp
+        assert names[cols.target[k]] == e.target and names[cols.model[k]] == e.model
         assert bool(cols.is_error[k]) == e.is_error
         for name in ("ttft", "duration", "prompt_tokens", "completion_tokens"):
             v = getattr(e, name)
@@ -57,6 +65,19 @@ def _check(lines: list[bytes]) -> None:
 
 def test_messy_corpus_same_verdicts() -> None:
     _check(MESSY * 3)
+
+
+def test_bad_lines_inside_large_batches_cost_only_their_chunk() -> None:
+    good = orjson.dumps(ENVOY)
+    lines = [good] * 2500
+    lines[5] = b"x" * 70_000  # too long
+    lines[1100] = b"{oops"
+    lines[2499] = orjson.dumps({**ENVOY, "response_duration": "NaN"})
+    _check(lines)
+    bp = BatchParser(EventParser(EventsSpec(preset="envoy-json"), ["lora-request"]))
+    cols = bp.parse(lines)
+    assert len(cols) == 2497
+    assert bp.rejected == [(5, "too_long"), (1100, "not_json"), (2499, "non_finite.ttft")]
 
 
 @settings(max_examples=200, deadline=None)
@@ -71,3 +92,13 @@ def test_dead_letter_reasons_are_reported_per_line() -> None:
     bp.parse([b"{oops", orjson.dumps(ENVOY), b"[1]"])
     assert bp.rejected == [(0, "not_json"), (2, "not_object")]
     assert np.array_equal(bp.parse([]).index, np.array([], dtype=np.int64))
+
+
+def test_kafka_offsets_with_and_without_gaps() -> None:
+    def records(offsets: list[int]) -> list[SimpleNamespace]:
+        return [SimpleNamespace(offset=o) for o in offsets]
+
+    assert _offsets(records([5, 6, 7])).tolist() == [5, 6, 7]
+    # Compaction or transaction markers leave gaps: every offset is read then.
+    assert _offsets(records([5, 7, 8, 12])).tolist() == [5, 7, 8, 12]
+    assert _offsets([]).tolist() == []
