@@ -367,7 +367,8 @@ async def _run_kafka(
         starts = [c.state.step_started_at for c in controllers if c.active and c.state]
         return min(starts) if starts else None
 
-    source = KafkaSource(settings, engine, wall_clock=True)
+    replica = os.environ.get("CANARY_ANALYZER_REPLICA") or socket.gethostname()
+    source = KafkaSource(settings.for_replica(replica), engine, wall_clock=True)
     await source.start(since=running_since())
     for c in controllers:
         router = c.router.inner if isinstance(c.router, DryRunRouter) else c.router

@@ -1,5 +1,8 @@
 """Kafka ingestion: gateway access-log lines from a topic into the rollouts' windows.
 
+Every daemon replica consumes with its own consumer group (``KafkaSettings.for_replica``), so
+every replica reads every partition.
+
 Delivery semantics: at-least-once from Kafka, exactly-once into windows.
 - Offsets are committed periodically for lag monitoring, but they are not what a restart relies
   on: a restarted daemon seeks every partition to the earliest start of a running step
@@ -30,7 +33,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -117,6 +120,16 @@ class KafkaSettings:
             ssl_cafile=get("SSL_CAFILE"),
             dead_letter_topic=get("DEAD_LETTER_TOPIC"),
         )
+
+    def for_replica(self, replica: str) -> KafkaSettings:
+        """The settings of one daemon replica: its own consumer group, ``<group>-<replica>``.
+
+        Replicas must not share a group: the group would split the partitions between them,
+        and each would see a part of the traffic, while a rollout's windows need every event
+        (and a standby must be ready to take over). With a group per replica, every replica
+        reads every partition; a restarted pod (same name) resumes from its commits.
+        """
+        return replace(self, group_id=f"{self.group_id}-{replica}")
 
     def client_options(self) -> dict[str, object]:
         opts: dict[str, object] = {

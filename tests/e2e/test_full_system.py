@@ -128,6 +128,7 @@ def _daemon(w: World, rules: Path, port: int) -> subprocess.Popen[bytes]:
         "CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS": w.broker.bootstrap,
         "CANARY_ANALYZER_KAFKA_TOPICS": "logs",
         "POD_NAMESPACE": "default",
+        "CANARY_ANALYZER_REPLICA": f"replica-{port}",  # both run on this host: own groups
         "E2E_HOOK_URL": w.receiver.url("/hook"),
         "E2E_HOOK_SECRET": SECRET,
     }

@@ -242,11 +242,39 @@ def test_broker_killed_and_restarted_mid_stream(
         decisions, released = asyncio.run(go())
     finally:
         broker.kill()
-    # Nothing lost: every line reached the rollout at least once (a consumer that rejoins its
-    # group may be handed records again); nothing counted twice: the windows skip re-reads, so
+    # Nothing lost: every line reached the rollout at least once (a consumer that reconnects
+    # may fetch records again); nothing counted twice: the windows skip re-reads, so
     # every judgment saw what the file replay saw and the decisions are the same, to the second.
     assert released >= len(lines)
     assert decisions == [(d["at"], d["action"]) for d in whole["rollouts"][0]["decisions"]]
+
+
+def test_every_replica_reads_every_partition(
+    broker: Broker, tmp_path: Path, simulated_log: Callable[..., Path]
+) -> None:
+    lines = simulated_log(canary_ttft_factor=1.0).read_bytes().splitlines()[:300]
+    topic = f"logs-{uuid.uuid4().hex[:6]}"
+    settings = KafkaSettings(broker.bootstrap, (topic,), group_id=f"g-{uuid.uuid4().hex[:6]}")
+
+    async def go() -> list[int]:
+        await create_topic(broker.bootstrap, topic, 3)
+        await produce(broker.bootstrap, topic, lines)
+        replicas = []
+        for name in ("analyzer-0", "analyzer-1"):  # two pods of one Deployment
+            engine, _ = _controller(fresh_demo(tmp_path / name))
+            source = KafkaSource(settings.for_replica(name), engine)
+            await source.start()
+            replicas.append(source)
+        for source in replicas:
+            await _consume_all(source, len(lines))
+        for source in replicas:
+            await source.poll_once(timeout_ms=300)
+            await source.stop()
+        return [s.stats.records for s in replicas]
+
+    # Each replica read all three partitions, not a share of them.
+    assert asyncio.run(go()) == [len(lines), len(lines)]
+    assert settings.for_replica("analyzer-0").group_id == settings.group_id + "-analyzer-0"
 
 
 def test_settings_from_environment(tmp_path: Path) -> None:
