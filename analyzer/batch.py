@@ -2,10 +2,17 @@
 
 The per-line parser (events.py) builds one AccessEvent per line; at tens of thousands of lines
 per second that Python work dominates. Here msgspec decodes each line into a struct holding only
-the mapped fields (unknown keys are skipped in C, numeric strings are coerced), and the range
-checks run on numpy columns. Any line the fast path cannot take as is (malformed, a type msgspec
-refuses, a value out of range) goes through the per-line parser, which accepts it or counts it
-under its exact reason, so both paths accept and reject the same lines for the same reasons.
+the mapped fields (unknown keys are skipped in C, numeric strings are coerced; the structs are
+not tracked by the garbage collector), fields come out one C-level map each, strings become
+integer codes (``Labels``), and the range checks run on numpy columns. Any line the fast path
+cannot take as is (malformed, a type msgspec refuses, a value out of range) goes through the
+per-line parser, which accepts it or counts it under its exact reason, so both paths accept and
+reject the same lines for the same reasons. One difference, on purpose: a line that is not
+valid JSON only in a field the mapping does not read (invalid UTF-8, a number too large for a
+float) is read here, while the per-line parser rejects it as ``not_json``.
+
+When most lines of the previous batch were for models nobody watches, each line's model is
+decoded first and only the watched lines in full: lines of other models then cost about half.
 
 Only flat field maps (no dotted paths) take the fast path; others use the per-line parser for
 every line, with the same result, more slowly.
@@ -31,6 +38,9 @@ from analyzer.events import AccessEvent, EventParser
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.integer[Any]]
 CHUNK = 1024
+MODEL_FIRST_BELOW = 0.5
+"""Below this share of watched lines in the last batch, the model is read before the rest."""
+_MODEL = attrgetter("f_model")
 _EPOCH_DIVISOR = {"epoch_s": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
 _UNIT_DIVISOR = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
@@ -193,6 +203,12 @@ class BatchParser:
             "Line", spec, rename={f"f_{n}": fields[n].path for n in self._names}, gc=False
         )
         self._decoder = msgspec.json.Decoder(self._struct, strict=False)
+        model_only = msgspec.defstruct(
+            "Model", [("f_model", str)], rename={"f_model": fields["model"].path}, gc=False
+        )
+        self._model_decoder = msgspec.json.Decoder(model_only, strict=False)
+        self._watched_share = 1.0
+        """Share of the last batch's lines that were for watched models."""
         self._ts_format = ts_format
         self._units = {
             n: _UNIT_DIVISOR[fields[n].unit or "s"] for n in ("ttft", "duration") if n in fields
@@ -203,10 +219,53 @@ class BatchParser:
         self.rejected: list[tuple[int, str]] = []
         if not self.fast:
             return self._slow(lines, range(len(lines)))
+        if self.parser.models is None or self._watched_share >= MODEL_FIRST_BELOW or not lines:
+            before = self.parser.stats.ignored
+            cols = self._decode(lines)
+            ignored = self.parser.stats.ignored - before
+            self._watched_share = 1.0 - ignored / len(lines) if lines else 1.0
+            return cols
+        # Most lines are for models nobody watches: read only their model first (about half
+        # the cost of a full decode), and decode in full only the lines that are kept.
+        kept = self._watched_lines(lines)
+        self._watched_share = kept.size / len(lines)
+        cols = self._decode([lines[i] for i in kept])
+        cols.index = kept[cols.index]
+        self.rejected = [(int(kept[i]), reason) for i, reason in self.rejected]
+        return cols
+
+    def _watched_lines(self, lines: list[bytes]) -> IntArray:
+        """Positions of the lines that need a full decode: a watched model, or any doubt
+        (too long, not decodable, an empty model): the full path gives those their verdict.
+        The others are counted as ignored, as the per-line parser would (it reads the model
+        before anything else but the line's length and JSON shape)."""
+        models = self.parser.models
+        assert models is not None
+        rows, unsure = self._decode_all(lines, self._model_decoder.decode)
+        labels = Labels()
+        codes = labels.encode(list(map(_MODEL, rows)))
+        wanted = labels.lookup(lambda name: not name or name in models, bool)[codes]
+        self.parser.stats.ignored += int(wanted.size - np.count_nonzero(wanted))
+        keep = np.zeros(len(lines), dtype=bool)
+        keep[_decoded_at(len(lines), unsure)[wanted]] = True
+        keep[unsure] = True
+        return np.flatnonzero(keep)
+
+    def _decode(self, lines: list[bytes]) -> Columns:
+        rows, slow = self._decode_all(lines, self._decoder.decode)
+        fast = self._columns(rows, _decoded_at(len(lines), slow), slow)
+        if slow:
+            return _merge(fast, self._slow(lines, sorted(slow)))
+        return fast
+
+    def _decode_all(
+        self, lines: list[bytes], decode: Callable[[bytes], Any]
+    ) -> tuple[list[Any], list[int]]:
+        """The decoded lines, in order, and the positions of those that were not decoded
+        (too long, or refused by msgspec: the per-line parser gives them their verdict)."""
         rows: list[Any] = []
-        slow: list[int] = []
+        failed: list[int] = []
         limit = self.parser.spec.max_line_bytes
-        decode = self._decoder.decode
         for start in range(0, len(lines), CHUNK):
             chunk = lines[start : start + CHUNK]
             try:
@@ -219,18 +278,13 @@ class BatchParser:
             except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
                 for i, line in enumerate(chunk, start):
                     if len(line) > limit:
-                        slow.append(i)
+                        failed.append(i)
                         continue
                     try:
                         rows.append(decode(line))
                     except (msgspec.ValidationError, msgspec.DecodeError):
-                        slow.append(i)
-        decoded_at = np.ones(len(lines), dtype=bool)
-        decoded_at[slow] = False
-        fast = self._columns(rows, np.flatnonzero(decoded_at), slow)
-        if slow:
-            return _merge(fast, self._slow(lines, sorted(slow)))
-        return fast
+                        failed.append(i)
+        return rows, failed
 
     def _slow(self, lines: list[bytes], which: Iterable[int]) -> Columns:
         index: list[int] = []
@@ -342,6 +396,13 @@ class BatchParser:
         if reasons:
             err |= labels.lookup(lambda name: name in reasons, bool)[finish]
         return err
+
+
+def _decoded_at(n: int, failed: list[int]) -> IntArray:
+    """Positions 0..n-1 but ``failed``: where each decoded row came from."""
+    decoded = np.ones(n, dtype=bool)
+    decoded[failed] = False
+    return np.flatnonzero(decoded)
 
 
 def _merge(fast: Columns, slow: Columns) -> Columns:

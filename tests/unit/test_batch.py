@@ -9,7 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.batch import BatchParser
+from analyzer.batch import BatchParser, Columns
 from analyzer.config import EventsSpec
 from analyzer.events import EventParser
 from analyzer.sources.kafka import _offsets
@@ -38,16 +38,24 @@ MESSY = [
 ]
 
 
-def _both(lines: list[bytes]) -> tuple[EventParser, EventParser, list, list]:
+def _both(lines: list[bytes], model_first: bool) -> tuple[EventParser, EventParser, list, Columns]:  # type: ignore[type-arg]
     spec = EventsSpec(preset="envoy-json", error_statuses=["5xx", 429])
     one, batch_parser = EventParser(spec, ["lora-request"]), EventParser(spec, ["lora-request"])
     events = [(i, e) for i, line in enumerate(lines) if (e := one.parse_line(line)) is not None]
-    cols = BatchParser(batch_parser).parse(lines)
+    bp = BatchParser(batch_parser)
+    if model_first:  # as after a batch where most lines were for other models
+        bp._watched_share = 0.0
+    cols = bp.parse(lines)
     return one, batch_parser, events, cols
 
 
 def _check(lines: list[bytes]) -> None:
-    one, other, events, cols = _both(lines)
+    for model_first in (False, True):
+        _check_mode(lines, model_first)
+
+
+def _check_mode(lines: list[bytes], model_first: bool) -> None:
+    one, other, events, cols = _both(lines, model_first)
     assert other.stats.accepted == one.stats.accepted == len(cols)
     assert other.stats.ignored == one.stats.ignored
     assert other.stats.rejected_by_reason == one.stats.rejected_by_reason
@@ -84,6 +92,35 @@ def test_bad_lines_inside_large_batches_cost_only_their_chunk() -> None:
 @given(st.lists(st.fixed_dictionaries({k: field_values for k in ENVOY}), max_size=15))
 def test_random_lines_same_verdicts(rows: list[dict]) -> None:  # type: ignore[type-arg]
     _check([json.dumps({**r, "model": "lora-request"}, allow_nan=True).encode() for r in rows])
+
+
+models = st.sampled_from(["lora-request", "other", "", 7, None, "lora-request-2"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.fixed_dictionaries({k: field_values for k in ENVOY}), models),
+        max_size=15,
+    )
+)
+def test_random_models_same_verdicts(rows: list[tuple[dict, object]]) -> None:  # type: ignore[type-arg]
+    _check([json.dumps({**r, "model": m}, allow_nan=True).encode() for r, m in rows])
+
+
+def test_model_first_reading_when_most_lines_are_for_other_models() -> None:
+    watched = orjson.dumps(ENVOY)
+    other = orjson.dumps({**ENVOY, "model": "someone-else"})
+    lines = [other] * 900 + [watched] * 100 + [b"{oops"]
+    bp = BatchParser(EventParser(EventsSpec(preset="envoy-json"), ["lora-request"]))
+    bp.parse(lines)  # learns that a tenth of the lines are watched
+    assert bp._watched_share < 0.5
+    cols = bp.parse(lines)
+    assert len(cols) == 100 and cols.index.tolist() == list(range(900, 1000))
+    assert bp.rejected == [(1000, "not_json")]
+    assert bp.parser.stats.ignored == 1800 and bp.parser.stats.accepted == 200
+    bp.parse([watched] * 10)  # mostly watched again: back to one full decode per line
+    assert bp._watched_share == 1.0
 
 
 def test_dead_letter_reasons_are_reported_per_line() -> None:
