@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import shutil
 import signal
@@ -462,6 +463,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as exc:
             print(f"kafka settings: {exc}", file=sys.stderr)
             return 2
+        # Everything imported so far lives as long as the process: out of the collector's
+        # sight, full collections (which the Kafka client's per-record objects trigger every
+        # few seconds) stop walking it. Rules and controllers come after, so the ones a reload
+        # replaces are still collected. Measured on a million lines: 1.0 s of collections
+        # down to 0.2 s, 16% more lines per second (bench/RESULTS.md, "Kafka ingest").
+        gc.freeze()
         rollouts = asyncio.run(
             _run_kafka(
                 _load_or_exit(rule_paths),
