@@ -316,6 +316,10 @@ def _swap_controllers(
     return out
 
 
+IDLE_LOOKBACK = 300.0
+"""Seconds of log a replica reads at start when no rollout is running."""
+
+
 async def _run_kafka(
     rules: list[LoadedRule],
     settings: KafkaSettings,
@@ -370,7 +374,9 @@ async def _run_kafka(
 
     replica = os.environ.get("CANARY_ANALYZER_REPLICA") or socket.gethostname()
     source = KafkaSource(settings.for_replica(replica), engine, wall_clock=True)
-    await source.start(since=running_since())
+    # Nothing running: the log before now can only precede every step that will start, so
+    # read from a few minutes back (clock skew) instead of the whole retention.
+    await source.start(since=running_since() or time.time() - IDLE_LOOKBACK)
     for c in controllers:
         router = c.router.inner if isinstance(c.router, DryRunRouter) else c.router
         if isinstance(router, KubeRouter):
