@@ -263,11 +263,9 @@ async def _run_file(
     controllers = _controllers(rules, dry_run, listener)
     engine = Engine(controllers)
     for batch in iter_batches(events):
-        for line in batch:
-            if line.strip():
-                await engine.feed_line(line)
-                if listener is not None:
-                    listener.flush(controllers)
+        await engine.feed_batch(batch)
+        if listener is not None:
+            listener.flush(controllers)
         if engine.finished:
             break
     await engine.finish()

@@ -122,13 +122,16 @@ class Engine:
             c.observe(event, position)
 
     async def feed_columns(self, cols: Columns) -> None:
-        """The batch path of ``feed_event``, for rows sorted by event time: rows before the
-        next judgment are folded at once, and judgments happen exactly where the per-event
-        path would have made them (before the first row at or after their time)."""
+        """The batch path of ``feed_event`` for rows in arrival order: rows before the next
+        judgment are folded at once, and judgments happen exactly where the per-event path
+        would have made them (before the first row that moves the clock to their time)."""
         n = len(cols)
         if n == 0:
             return
         ts = cols.timestamp
+        # The clock never goes back: a late row is folded at the time already reached, as
+        # feed_event does, so rows need not be sorted (a file's are only nearly so).
+        clock = np.maximum.accumulate(ts)
         if not self.started:
             await self.start(float(ts[0]))
         i = 0
@@ -141,15 +144,15 @@ class Engine:
                 ),
                 default=math.inf,
             )
-            j = max(i, int(np.searchsorted(ts, due, side="left")))
+            j = max(i, int(np.searchsorted(clock, due, side="left")))
             if j > i:
                 self._fold(cols, i, j)
             if j >= n:
                 break
-            await self.advance(float(ts[j]))
+            await self.advance(float(clock[j]))
             i = j
         assert self.now is not None
-        self.now = max(self.now, float(ts[-1]))
+        self.now = max(self.now, float(clock[-1]))
 
     def _fold(self, cols: Columns, start: int, stop: int) -> None:
         models = cols.model[start:stop]
@@ -180,6 +183,16 @@ class Engine:
         if event is not None:
             await self.feed_event(event)
         return reason
+
+    async def feed_batch(self, lines: list[bytes]) -> None:
+        """Parse and fold lines in their order, with the outcome of ``feed_line`` on each:
+        in columns when every rule reads the same mapping (several times faster)."""
+        lines = [line for line in lines if line.strip()]
+        if self.batch is None:
+            for line in lines:
+                await self.feed_line(line)
+            return
+        await self.feed_columns(self.batch.parse(lines))
 
     async def feed_lines(self, lines: Iterable[bytes | str]) -> None:
         for line in lines:
