@@ -587,7 +587,7 @@ async def _simulate(args: argparse.Namespace, rules: list[LoadedRule]) -> list[d
             lines.sort(key=_line_time)
             if record is not None:
                 record.writelines(line + b"\n" for line in lines)
-            await engine.feed_lines(lines)
+            await engine.feed_batch(lines)
             listener.flush(controllers)
             t += 1.0
             await engine.advance(t)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -193,11 +193,6 @@ class Engine:
                 await self.feed_line(line)
             return
         await self.feed_columns(self.batch.parse(lines))
-
-    async def feed_lines(self, lines: Iterable[bytes | str]) -> None:
-        for line in lines:
-            if line.strip():
-                await self.feed_line(line)
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush every controller's notifications (each bounded by ``timeout``)."""
