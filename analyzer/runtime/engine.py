@@ -32,6 +32,7 @@ class Engine:
         self.is_leader = is_leader
         self._leading = False
         self._retired = ParseStats()
+        """Counts no current parser holds: parsers of earlier rule sets, other processes."""
         self.parsers: list[EventParser] = []
         self.now: float | None = None
         self.started = False
@@ -65,6 +66,10 @@ class Engine:
         if self.started and self._leading and self.now is not None:
             for c in fresh:
                 await c.begin(self.now)
+
+    def count_parsed(self, counts: ParseStats) -> None:
+        """Add the counts of lines parsed elsewhere (a parsing process) to the totals."""
+        self._retired.merge(counts)
 
     @property
     def stats(self) -> ParseStats:

@@ -3,6 +3,9 @@
 Every daemon replica consumes with its own consumer group (``KafkaSettings.for_replica``), so
 every replica reads every partition.
 
+With two usable CPUs, lines are parsed in a second process (parsepool.py) while the consumer
+fetches the next batch; results are folded in fetch order, so nothing else changes.
+
 Delivery semantics: at-least-once from Kafka, exactly-once into windows.
 - Offsets are committed periodically for lag monitoring, but they are not what a restart relies
   on: a restarted daemon seeks every partition to the earliest start of a running step
@@ -32,10 +35,11 @@ import itertools
 import os
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -45,9 +49,11 @@ from aiokafka.errors import KafkaError
 
 from analyzer.analysis.windows import Position
 from analyzer.batch import BatchParser, Columns
-from analyzer.events import AccessEvent
+from analyzer.events import AccessEvent, ParseStats
+from analyzer.sources.parsepool import ParsePool, usable_cpus
 
 log = structlog.get_logger("analyzer.kafka")
+IntArray = npt.NDArray[np.int64]
 _VALUE = attrgetter("value")
 _OFFSET = attrgetter("offset")
 YIELD_EVERY = 256
@@ -72,6 +78,10 @@ class EventSink(Protocol):
 
     async def feed_columns(self, cols: Columns) -> None: ...
 
+    def count_parsed(self, counts: ParseStats) -> None:
+        """Add the counts of lines parsed elsewhere (a parsing process)."""
+        ...
+
 
 @dataclass(frozen=True)
 class KafkaSettings:
@@ -88,6 +98,8 @@ class KafkaSettings:
     max_records: int = 50_000
     idle_seconds: float = 2.0
     max_buffered: int = 200_000
+    parse_process: Literal["auto", "on", "off"] = "auto"
+    """Parse in a second process: "auto" does when this process may use two CPUs or more."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> KafkaSettings:
@@ -119,7 +131,14 @@ class KafkaSettings:
             sasl_password=password,
             ssl_cafile=get("SSL_CAFILE"),
             dead_letter_topic=get("DEAD_LETTER_TOPIC"),
+            parse_process=_parse_process(get("PARSE_PROCESS") or "auto"),
         )
+
+    @property
+    def parses_elsewhere(self) -> bool:
+        if self.parse_process == "auto":
+            return usable_cpus() >= 2
+        return self.parse_process == "on"
 
     def for_replica(self, replica: str) -> KafkaSettings:
         """The settings of one daemon replica: its own consumer group, ``<group>-<replica>``.
@@ -148,6 +167,12 @@ class KafkaSettings:
         return opts
 
 
+def _parse_process(value: str) -> Literal["auto", "on", "off"]:
+    if value not in ("auto", "on", "off"):
+        raise ValueError(f"CANARY_ANALYZER_KAFKA_PARSE_PROCESS is {value!r}: auto, on or off")
+    return value  # type: ignore[return-value]
+
+
 @dataclass
 class IngestStats:
     records: int = 0
@@ -157,6 +182,13 @@ class IngestStats:
     lag: dict[str, int] = field(default_factory=dict)
     """Per partition ("topic/partition"): high watermark minus position."""
     events_per_second: float = 0.0
+
+
+def _no_tombstones(values: list[bytes | None]) -> list[bytes]:
+    """Tombstones (no value) are parsed, and rejected, as empty lines."""
+    if None in values:
+        return [v or b"" for v in values]
+    return values  # type: ignore[return-value]
 
 
 def _offsets(records: list[Any]) -> npt.NDArray[np.int64]:
@@ -190,6 +222,9 @@ class KafkaSource:
         self.producer: AIOKafkaProducer | None = None
         self._heap: list[tuple[float, int, AccessEvent, tuple[str, int]]] = []
         self._chunks: list[Columns] = []
+        self.pool = ParsePool() if settings.parses_elsewhere else None
+        self._parsing: deque[tuple[TopicPartition, list[bytes], IntArray, asyncio.Task[Any]]]
+        self._parsing = deque()
         self._seq = itertools.count()
         self._latest: dict[str, float] = {}
         self._last_seen: dict[str, float] = {}
@@ -210,6 +245,8 @@ class KafkaSource:
         if s.dead_letter_topic:
             self.producer = AIOKafkaProducer(**s.client_options())
             await self.producer.start()
+        if self.pool is not None and self.engine.batch is not None:
+            await self.pool.start(self.engine.batch)
         if since is not None:
             await self._wait_for_assignment()
             await self.rewind(since)
@@ -256,29 +293,55 @@ class KafkaSource:
         # Keep only values and offsets: the client's record objects are freed before parsing,
         # so they are not walked by the garbage collections that parsing triggers.
         fetched = [
-            (tp, list(map(_VALUE, records)), _offsets(records)) for tp, records in batches.items()
+            (tp, _no_tombstones(list(map(_VALUE, records))), _offsets(records))
+            for tp, records in batches.items()
         ]
         batches.clear()
-        await asyncio.sleep(0)  # the client asks for the next fetch while this one is parsed
-        count = 0
-        for tp, fetched_values, offsets in fetched:
-            key = f"{tp.topic}/{tp.partition}"
-            count += len(fetched_values)
-            values: list[bytes] = fetched_values
-            if None in fetched_values:  # tombstones: parsed (and rejected) as empty lines
-                values = [v or b"" for v in fetched_values]
-            cols = self.engine.batch.parse(values)
-            for i, reason in self.engine.batch.rejected:
-                await self._dead_letter(values[i], reason, tp, int(offsets[i]))
-            if len(cols):
-                cols.locate(key, offsets[cols.index])
-                self._chunks.append(cols)
-            latest = float(cols.timestamp.max()) if len(cols) else None
-            self._note_partition(tp, key, offsets, latest, now)
-            await asyncio.sleep(0)  # let the client fetch the next batch meanwhile
+        count = sum(len(values) for _, values, _ in fetched)
+        batch = self.engine.batch
+        if self.pool is not None:
+            for tp, values, offsets in fetched:
+                job = asyncio.ensure_future(self.pool.parse(batch, values))
+                self._parsing.append((tp, values, offsets, job))
+            # The worker parses this fetch while the client fetches the next one: take in
+            # what it finished before (everything, when nothing new came).
+            await self._take_parsed(keep=len(fetched), now=now)
+        else:
+            await asyncio.sleep(0)  # the client asks for the next fetch while this one is parsed
+            for tp, values, offsets in fetched:
+                cols = batch.parse(values)
+                await self._parsed(tp, values, offsets, cols, batch.rejected, now)
+                await asyncio.sleep(0)
         self._counted(now, count)
         await self._release_columns(self._watermark(now))
         return count
+
+    async def _take_parsed(self, keep: int, now: float) -> None:
+        """Fold the worker's results in submission order, leaving the last ``keep`` running."""
+        while len(self._parsing) > keep:
+            tp, values, offsets, job = self._parsing.popleft()
+            cols, rejected, counts = await job
+            self.engine.count_parsed(counts)
+            await self._parsed(tp, values, offsets, cols, rejected, now)
+
+    async def _parsed(
+        self,
+        tp: TopicPartition,
+        values: list[bytes],
+        offsets: IntArray,
+        cols: Columns,
+        rejected: list[tuple[int, str]],
+        now: float,
+    ) -> None:
+        """One partition's share of a fetch, parsed: dead letters out, columns in the buffer."""
+        key = f"{tp.topic}/{tp.partition}"
+        for i, reason in rejected:
+            await self._dead_letter(values[i], reason, tp, int(offsets[i]))
+        if len(cols):
+            cols.locate(key, offsets[cols.index])
+            self._chunks.append(cols)
+        latest = float(cols.timestamp.max()) if len(cols) else None
+        self._note_partition(tp, key, offsets, latest, now)
 
     def _note_partition(
         self,
@@ -374,6 +437,7 @@ class KafkaSource:
 
     async def flush(self) -> None:
         """Release everything buffered (end of a bounded run)."""
+        await self._take_parsed(keep=0, now=self.clock())
         await self._release_columns(float("inf"))
         await self._release_events(float("inf"))
 
@@ -430,6 +494,11 @@ class KafkaSource:
                 backoff = min(30.0, backoff * 2)
 
     async def stop(self) -> None:
+        for *_, job in self._parsing:
+            job.cancel()
+        self._parsing.clear()
+        if self.pool is not None:
+            await self.pool.close()
         if self.consumer is not None:
             await self.consumer.stop()
         if self.producer is not None:

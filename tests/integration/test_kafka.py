@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import orjson
 import pytest
@@ -20,6 +23,7 @@ from analyzer.routers.factory import make_router
 from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
 from analyzer.sources.kafka import KafkaSettings, KafkaSource
+from analyzer.sources.parsepool import usable_cpus
 from tests.conftest import fresh_demo, replay
 from tests.kafkabroker import Broker, create_topic, produce
 
@@ -57,11 +61,13 @@ def _settings(broker: Broker, topic: str, **kw: object) -> KafkaSettings:
     )  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("parse_process", ["off", "on"])
 def test_kafka_reaches_the_decisions_of_a_file_replay(
     broker: Broker,
     tmp_path: Path,
     simulated_log: Callable[..., Path],
     capsys: pytest.CaptureFixture[str],
+    parse_process: Literal["off", "on"],
 ) -> None:
     log = simulated_log(canary_ttft_factor=1.4)
     lines = log.read_bytes().splitlines()
@@ -72,18 +78,52 @@ def test_kafka_reaches_the_decisions_of_a_file_replay(
         await create_topic(broker.bootstrap, topic)
         await produce(broker.bootstrap, topic, lines)
         engine, controller = _controller(fresh_demo(tmp_path / "kafka"))
-        source = KafkaSource(_settings(broker, topic), engine)
+        source = KafkaSource(_settings(broker, topic, parse_process=parse_process), engine)
+        assert (source.pool is not None) == (parse_process == "on")
         await source.start()
         await _consume_all(source, len(lines))
         await engine.finish()
         await source.stop()
         assert source.stats.released == len(lines)
+        assert engine.stats.to_json() == file_doc["events"]
         return [(d.at, d.action) for d in controller.decisions]
 
     got = asyncio.run(go())
     expected = [(d["at"], d["action"]) for d in file_doc["rollouts"][0]["decisions"]]
     assert got == expected
     assert got[-1][1] == "rollback"
+
+
+def test_a_lost_parsing_process_costs_nothing_but_speed(
+    broker: Broker,
+    tmp_path: Path,
+    simulated_log: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    log = simulated_log(canary_ttft_factor=1.4)
+    lines = log.read_bytes().splitlines()
+    topic = f"logs-{uuid.uuid4().hex[:6]}"
+    file_doc = replay(fresh_demo(tmp_path / "file") / "rule.yaml", log, capsys=capsys)
+
+    async def go() -> tuple[list[tuple[float, str]], int]:
+        await create_topic(broker.bootstrap, topic)
+        await produce(broker.bootstrap, topic, lines)
+        engine, controller = _controller(fresh_demo(tmp_path / "kafka"))
+        source = KafkaSource(_settings(broker, topic, parse_process="on"), engine)
+        await source.start()
+        assert source.pool is not None
+        worker = await asyncio.get_running_loop().run_in_executor(source.pool._pool(), os.getpid)
+        os.kill(worker, signal.SIGKILL)
+        await _consume_all(source, len(lines))
+        await engine.finish()
+        await source.stop()
+        assert source.stats.released == len(lines)
+        assert engine.stats.to_json() == file_doc["events"]
+        return [(d.at, d.action) for d in controller.decisions], source.pool.lost
+
+    got, lost = asyncio.run(go())
+    assert lost >= 1
+    assert got == [(d["at"], d["action"]) for d in file_doc["rollouts"][0]["decisions"]]
 
 
 def test_malformed_records_are_counted_and_dead_lettered(
@@ -289,10 +329,29 @@ def test_settings_from_environment(tmp_path: Path) -> None:
             "CANARY_ANALYZER_KAFKA_SASL_USERNAME": "analyzer",
             "CANARY_ANALYZER_KAFKA_SASL_PASSWORD_FILE": str(secret),
             "CANARY_ANALYZER_KAFKA_DEAD_LETTER_TOPIC": "logs-dlq",
+            "CANARY_ANALYZER_KAFKA_PARSE_PROCESS": "off",
         }
     )
+    assert s.parse_process == "off" and not s.parses_elsewhere
     assert s.topics == ("gateway-logs", "epp-logs") and s.sasl_password == "s3cret"
     opts = s.client_options()
     assert opts["sasl_mechanism"] == "SCRAM-SHA-512" and "ssl_context" in opts
     with pytest.raises(ValueError, match="BOOTSTRAP_SERVERS"):
         KafkaSettings.from_env({})
+    with pytest.raises(ValueError, match="auto, on or off"):
+        KafkaSettings.from_env(
+            {
+                "CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS": "k1:9092",
+                "CANARY_ANALYZER_KAFKA_TOPICS": "logs",
+                "CANARY_ANALYZER_KAFKA_PARSE_PROCESS": "yes",
+            }
+        )
+
+
+def test_a_parsing_process_only_where_two_cpus_are_usable(tmp_path: Path) -> None:
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("100000 100000\n")  # a container limited to one CPU
+    assert usable_cpus(cpu_max) == min(1.0, len(os.sched_getaffinity(0)))
+    cpu_max.write_text("max 100000\n")
+    assert usable_cpus(cpu_max) == len(os.sched_getaffinity(0))
+    assert usable_cpus(tmp_path / "absent") == len(os.sched_getaffinity(0))
