@@ -281,6 +281,7 @@ class KafkaSource:
     async def poll_once(self, timeout_ms: int = 1000) -> int:
         if self.engine.batch is not None:
             return await self._poll_columns(timeout_ms)
+        await self._take_parsed(keep=0, now=self.clock())  # from before a change of rules
         return await self._poll_events(timeout_ms)
 
     async def _poll_columns(self, timeout_ms: int) -> int:

@@ -70,7 +70,8 @@ def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> float:
 
 
 class ParsePool:
-    """One worker process, started at the first batch; batches are parsed in order."""
+    """One worker process (started by ``start``, else at the first batch); batches are parsed
+    in order."""
 
     def __init__(self) -> None:
         self._executor: ProcessPoolExecutor | None = None
@@ -105,6 +106,8 @@ class ParsePool:
             if self._executor is executor:  # not a newer one, started since for other batches
                 executor.shutdown(wait=False, cancel_futures=True)
                 self._executor = None
+        except Exception as exc:  # any other failure there: parse here instead
+            log.error("parse_worker_failed", error=type(exc).__name__, lines=len(values))
         cols = batch.parse(values)  # counted in batch.parser.stats already
         return cols, batch.rejected, ParseStats()
 
