@@ -374,7 +374,11 @@ async def _run_kafka(
     source = KafkaSource(settings.for_replica(replica), engine, wall_clock=True)
     # Nothing running: the log before now can only precede every step that will start, so
     # read from a few minutes back (clock skew) instead of the whole retention.
-    await source.start(since=running_since() or time.time() - IDLE_LOOKBACK)
+    since = running_since()
+    if since is not None:
+        await source.start(since=since)
+    else:
+        await source.start(since=time.time() - IDLE_LOOKBACK, must_rewind=False)
     for c in controllers:
         router = c.router.inner if isinstance(c.router, DryRunRouter) else c.router
         if isinstance(router, KubeRouter):

@@ -98,6 +98,8 @@ class KafkaSettings:
     max_records: int = 50_000
     idle_seconds: float = 2.0
     max_buffered: int = 200_000
+    assignment_timeout: float = 30.0
+    """How long ``start(since=...)`` waits for the group to assign partitions."""
     parse_process: Literal["auto", "on", "off"] = "auto"
     """Parse in a second process: "auto" does when this process may use two CPUs or more."""
 
@@ -230,8 +232,10 @@ class KafkaSource:
         self._last_seen: dict[str, float] = {}
         self._rate_window: tuple[float, int] = (clock(), 0)
 
-    async def start(self, since: float | None = None) -> None:
-        """Connect; with ``since``, read every partition from that event time on."""
+    async def start(self, since: float | None = None, *, must_rewind: bool = True) -> None:
+        """Connect; with ``since``, read every partition from that event time on. Without
+        ``must_rewind``, a topic with no partitions to assign yet is not an error: reading
+        starts where the group left off, or at the beginning, once they appear."""
         s = self.settings
         self.consumer = AIOKafkaConsumer(
             *s.topics,
@@ -248,10 +252,16 @@ class KafkaSource:
         if self.pool is not None and self.engine.batch is not None:
             await self.pool.start(self.engine.batch)
         if since is not None:
-            await self._wait_for_assignment()
+            try:
+                await self._wait_for_assignment(s.assignment_timeout)
+            except KafkaError:
+                if must_rewind:
+                    raise
+                log.warning("kafka_rewind_skipped", since=since, reason="no partitions assigned")
+                return
             await self.rewind(since)
 
-    async def _wait_for_assignment(self, timeout: float = 30.0) -> None:
+    async def _wait_for_assignment(self, timeout: float) -> None:
         assert self.consumer is not None
         deadline = time.monotonic() + timeout
         while not self.consumer.assignment() and time.monotonic() < deadline:
@@ -260,7 +270,7 @@ class KafkaSource:
                 # getmany may have fetched records already: forget where it got to.
                 break
         if not self.consumer.assignment():
-            raise KafkaError("no partitions assigned within 30 s")
+            raise KafkaError(f"no partitions assigned within {timeout:g} s")
 
     async def rewind(self, since: float) -> None:
         """Seek every assigned partition to the first record at or after ``since``."""
