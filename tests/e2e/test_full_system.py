@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from ruamel.yaml import YAML
 
 from analyzer.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from tests.daemon import start_daemon
 from tests.kafkabroker import Broker, create_topic
 from tests.kubeapi import KubeApi
 from tests.promserver import PrometheusServer, free_port
@@ -124,32 +123,11 @@ spec:
 
 def _daemon(w: World, rules: Path, port: int) -> subprocess.Popen[bytes]:
     env = {
-        **os.environ,
-        "CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS": w.broker.bootstrap,
-        "CANARY_ANALYZER_KAFKA_TOPICS": "logs",
-        "POD_NAMESPACE": "default",
         "CANARY_ANALYZER_REPLICA": f"replica-{port}",  # both run on this host: own groups
         "E2E_HOOK_URL": w.receiver.url("/hook"),
         "E2E_HOOK_SECRET": SECRET,
     }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "analyzer",
-            "run",
-            "--kafka",
-            "--rules",
-            str(rules),
-            "--kubeconfig",
-            str(w.kubeconfig),
-            "--http-port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    return start_daemon(w.broker.bootstrap, rules, w.kubeconfig, port, env)
 
 
 def _get(w: World, name: str) -> dict[str, Any]:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.daemon import start_daemon
 from tests.integration.test_kube_router import _object, rule_text
 from tests.kafkabroker import Broker, create_topic
 from tests.kubeapi import KubeApi
@@ -44,31 +42,8 @@ def test_cluster_mode_process(tmp_path: Path) -> None:
             kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
             rule = tmp_path / "rule.yaml"
             rule.write_text(rule_text("InferenceModel", API_VERSION))
-            env = {
-                **os.environ,
-                "CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-                "CANARY_ANALYZER_KAFKA_TOPICS": "logs",
-                "POD_NAMESPACE": "default",
-            }
             port = free_port()
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "analyzer",
-                    "run",
-                    "--kafka",
-                    "--rules",
-                    str(rule),
-                    "--kubeconfig",
-                    str(kubeconfig),
-                    "--http-port",
-                    str(port),
-                ],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
+            proc = start_daemon(broker.bootstrap, rule, kubeconfig, port)
 
             def state() -> dict[str, object]:
                 obj = api.get(API_VERSION, "InferenceModel", "routed")

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 import orjson
 import pytest
@@ -61,18 +60,21 @@ def _settings(broker: Broker, topic: str, **kw: object) -> KafkaSettings:
     )  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("parse_process", ["off", "on"])
+@pytest.mark.parametrize("parsing", ["in-process", "parse-process", "parse-process-killed"])
 def test_kafka_reaches_the_decisions_of_a_file_replay(
     broker: Broker,
     tmp_path: Path,
     simulated_log: Callable[..., Path],
     capsys: pytest.CaptureFixture[str],
-    parse_process: Literal["off", "on"],
+    parsing: str,
 ) -> None:
+    """Also with parsing in a second process, and when that process is killed (SIGKILL)
+    before the first fetch: a lost worker costs nothing but speed."""
     log = simulated_log(canary_ttft_factor=1.4)
     lines = log.read_bytes().splitlines()
     topic = f"logs-{uuid.uuid4().hex[:6]}"
     file_doc = replay(fresh_demo(tmp_path / "file") / "rule.yaml", log, capsys=capsys)
+    parse_process = "off" if parsing == "in-process" else "on"
 
     async def go() -> list[tuple[float, str]]:
         await create_topic(broker.bootstrap, topic)
@@ -81,49 +83,23 @@ def test_kafka_reaches_the_decisions_of_a_file_replay(
         source = KafkaSource(_settings(broker, topic, parse_process=parse_process), engine)
         assert (source.pool is not None) == (parse_process == "on")
         await source.start()
+        if parsing == "parse-process-killed":
+            assert source.pool is not None
+            loop = asyncio.get_running_loop()
+            os.kill(await loop.run_in_executor(source.pool._pool(), os.getpid), signal.SIGKILL)
         await _consume_all(source, len(lines))
         await engine.finish()
         await source.stop()
         assert source.stats.released == len(lines)
         assert engine.stats.to_json() == file_doc["events"]
+        if parsing == "parse-process-killed":
+            assert source.pool is not None and source.pool.lost >= 1
         return [(d.at, d.action) for d in controller.decisions]
 
     got = asyncio.run(go())
     expected = [(d["at"], d["action"]) for d in file_doc["rollouts"][0]["decisions"]]
     assert got == expected
     assert got[-1][1] == "rollback"
-
-
-def test_a_lost_parsing_process_costs_nothing_but_speed(
-    broker: Broker,
-    tmp_path: Path,
-    simulated_log: Callable[..., Path],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    log = simulated_log(canary_ttft_factor=1.4)
-    lines = log.read_bytes().splitlines()
-    topic = f"logs-{uuid.uuid4().hex[:6]}"
-    file_doc = replay(fresh_demo(tmp_path / "file") / "rule.yaml", log, capsys=capsys)
-
-    async def go() -> tuple[list[tuple[float, str]], int]:
-        await create_topic(broker.bootstrap, topic)
-        await produce(broker.bootstrap, topic, lines)
-        engine, controller = _controller(fresh_demo(tmp_path / "kafka"))
-        source = KafkaSource(_settings(broker, topic, parse_process="on"), engine)
-        await source.start()
-        assert source.pool is not None
-        worker = await asyncio.get_running_loop().run_in_executor(source.pool._pool(), os.getpid)
-        os.kill(worker, signal.SIGKILL)
-        await _consume_all(source, len(lines))
-        await engine.finish()
-        await source.stop()
-        assert source.stats.released == len(lines)
-        assert engine.stats.to_json() == file_doc["events"]
-        return [(d.at, d.action) for d in controller.decisions], source.pool.lost
-
-    got, lost = asyncio.run(go())
-    assert lost >= 1
-    assert got == [(d["at"], d["action"]) for d in file_doc["rollouts"][0]["decisions"]]
 
 
 def test_malformed_records_are_counted_and_dead_lettered(

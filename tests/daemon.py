@@ -1,0 +1,41 @@
+"""The cluster-mode daemon (`canary-analyzer run --kafka`) as a child process, for the tests that
+run it whole: against a broker, the API server emulator and its kubeconfig."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def start_daemon(
+    bootstrap: str, rules: Path, kubeconfig: Path, port: int, env: Mapping[str, str] = {}
+) -> subprocess.Popen[bytes]:
+    """Start it on ``rules`` (a file or a directory), serving HTTP on ``port``; ``env`` adds
+    to (or overrides) the Kafka settings and the test's own environment."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "analyzer",
+            "run",
+            "--kafka",
+            "--rules",
+            str(rules),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--http-port",
+            str(port),
+        ],
+        env={
+            **os.environ,
+            "CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CANARY_ANALYZER_KAFKA_TOPICS": "logs",
+            "POD_NAMESPACE": "default",
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
