@@ -49,11 +49,13 @@ class FileRouter:
         return f"{self.target.kind} {self.target.namespace}/{self.target.name} ({self.path})"
 
     async def read(self) -> RoutedObject:
-        # A stat is cheap enough for the event loop; reading and parsing the YAML is not.
-        cached = self._cached(self._stat())
-        if cached is not None:
-            return cached
-        return await asyncio.to_thread(self._read)
+        # Judgments read the object every interval; parse the YAML again only when the file
+        # changed (a write of ours renames a new inode in; an edit changes mtime or size).
+        # The stat is cheap enough for the event loop; reading and parsing the YAML is not.
+        key = self._stat()
+        if key is not None and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        return await asyncio.to_thread(self._read, key)
 
     async def write(
         self,
@@ -101,18 +103,8 @@ class FileRouter:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    def _cached(self, key: tuple[int, int, int] | None) -> RoutedObject | None:
-        if key is not None and self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        return None
-
-    def _read(self) -> RoutedObject:
-        # Judgments read the object every interval; parse the YAML again only when the file
-        # changed (a write of ours renames a new inode in; an edit changes mtime or size).
-        key = self._stat()
-        cached = self._cached(key)
-        if cached is not None:
-            return cached
+    def _read(self, key: tuple[int, int, int] | None) -> RoutedObject:
+        """The object from the file as it was at ``key`` (its stat, taken before reading)."""
         data, _, doc = self._load()
         obj = RoutedObject(
             version=hashlib.sha256(data).hexdigest(),

@@ -48,12 +48,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from analyzer.analysis.windows import Position
-from analyzer.batch import BatchParser, Columns
+from analyzer.batch import BatchParser, Columns, IntArray
 from analyzer.events import AccessEvent, ParseStats
 from analyzer.sources.parsepool import ParsePool, usable_cpus
 
 log = structlog.get_logger("analyzer.kafka")
-IntArray = npt.NDArray[np.int64]
 _VALUE = attrgetter("value")
 _OFFSET = attrgetter("offset")
 YIELD_EVERY = 256
@@ -358,7 +357,7 @@ class KafkaSource:
         self,
         tp: TopicPartition,
         key: str,
-        offsets: npt.NDArray[np.int64] | list[int],
+        offsets: IntArray | list[int],
         latest: float | None,
         now: float,
     ) -> None:
