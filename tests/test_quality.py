@@ -1,9 +1,11 @@
 """Static checks run with the suite, so `.ci/run` and a developer see the same thing:
-ruff (lint + format), mypy --strict, and the import-linter contracts that keep the core pure."""
+ruff (lint + format), mypy --strict, the import-linter contracts that keep the core pure, and
+what the repository tracks (nothing that works only on the machine that committed it)."""
 
+import os
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -33,3 +35,60 @@ def test_import_contracts() -> None:
     res = _run(str(BIN / "lint-imports"))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Contracts: 2 kept, 0 broken." in res.stdout
+
+
+# Path parts that are a local environment or build output: they belong to one machine.
+LOCAL_PARTS = ("__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis")
+LOCAL_DIRS = ("build", "dist", "node_modules", "site-packages")
+
+
+def tracked_hazards(repo: Path) -> list[str]:
+    """What ``repo`` tracks that breaks a fresh clone: links leading outside it (or nowhere),
+    virtualenvs, caches and build output. One line per problem, naming the path."""
+    out = subprocess.run(
+        ["git", "ls-files", "-s", "-z"], cwd=repo, capture_output=True, check=True
+    ).stdout.decode()
+    problems = []
+    root = repo.resolve()
+    for entry in filter(None, out.split("\0")):
+        meta, path = entry.split("\t", 1)
+        parts = PurePosixPath(path).parts
+        if meta.startswith("120000"):
+            target = os.readlink(repo / path) if (repo / path).is_symlink() else "?"
+            resolved = (repo / path).resolve()
+            if not resolved.is_relative_to(root) or not resolved.exists():
+                problems.append(f"{path}: a link to {target}, outside the repository")
+        if (
+            any(p.startswith(".venv") or p in LOCAL_PARTS or p in LOCAL_DIRS for p in parts)
+            or any(p.endswith(".egg-info") for p in parts)
+            or parts[-1] == "pyvenv.cfg"
+            or parts[-1].endswith(".pyc")
+        ):
+            problems.append(f"{path}: a local environment or build output")
+    return problems
+
+
+def test_the_repository_tracks_nothing_local() -> None:
+    assert tracked_hazards(ROOT) == []
+
+
+def test_a_tracked_link_outside_or_a_venv_is_caught(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / "ok.txt").write_text("x")
+    (repo / "inside").symlink_to("ok.txt")
+    (repo / ".venv-helm").symlink_to(tmp_path / "elsewhere")
+    (repo / "env").mkdir()
+    (repo / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (repo / "dist").mkdir()
+    (repo / "dist" / "a.whl").write_text("")
+    subprocess.run(["git", "add", "-f", "."], cwd=repo, check=True)
+    problems = tracked_hazards(repo)
+    assert sorted(p.split(":")[0] for p in problems) == [
+        ".venv-helm",
+        ".venv-helm",
+        "dist/a.whl",
+        "env/pyvenv.cfg",
+    ]
+    assert any("outside the repository" in p for p in problems)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -294,27 +293,24 @@ def test_a_slow_receiver_never_delays_a_rollback(
         monkeypatch.setenv("CA_TEST_HOOK_SECRET", SECRET)
         rule = _rule_with(fresh_demo(tmp_path), NOTIFY)
 
-        async def go() -> tuple[float, int, str, float]:
+        async def go() -> tuple[int, int, str]:
             loaded = load_rules([rule])[0][0]
             notifier, queues = make_notifier(loaded.rule.spec)
             c = RolloutController(loaded, make_router(loaded), notifier)
             engine = Engine([c])
-            t0 = time.monotonic()
             for line in log.read_bytes().splitlines():
                 await engine.feed_line(line)
             await engine.finish()
-            elapsed = time.monotonic() - t0
+            # Inline delivery would have waited for each 2 s answer before deciding on.
             delivered_then = queues[0].stats.delivered
             phase = c.state.phase if c.state else ""
-            t1 = time.monotonic()
             await engine.close(timeout=20)
-            return elapsed, delivered_then, phase, time.monotonic() - t1
+            return delivered_then, queues[0].stats.delivered, phase
 
-        elapsed, delivered_then, phase, flush = asyncio.run(go())
+        delivered_then, delivered_after, phase = asyncio.run(go())
         rx.wait_for(3)
     assert phase == "RolledBack"
-    assert elapsed < 1.5  # three notifications at 2 s each would take 6 s inline
-    assert delivered_then == 0 and flush >= 4.0
+    assert delivered_then == 0 and delivered_after == 3
     assert [json.loads(r.body)["decision"]["action"] for r in rx.requests] == [
         "start",
         "hold",
