@@ -24,7 +24,7 @@ from typing import Any, TextIO
 import orjson
 from kubernetes_asyncio.client import ApiClient
 
-from analyzer import __version__
+from analyzer import __version__, plancmd
 from analyzer.analysis.judge import Verdict
 from analyzer.config import LoadedRule, json_schema, load_rules
 from analyzer.notify.delivery import DeliveryQueue
@@ -79,8 +79,12 @@ def _check_brief(c: dict[str, Any]) -> str:
         shown = f"x{eff:.3f}" + (f" [{ci[0]:.2f},{ci[1]:.2f}]" if ci else "")
     else:
         shown = f"{eff:+.4f}" + (f" [{ci[0]:+.3f},{ci[1]:+.3f}]" if ci else "")
-    p = c.get("p_adjusted") if c.get("p_adjusted") is not None else c.get("p_value")
-    ptxt = f" p={p:.2g}" if p is not None else ""
+    # The p of the side that decided: non-inferiority for a pass, harm (corrected) otherwise.
+    if c["status"] == "pass":
+        p = c.get("p_within")
+    else:
+        p = c.get("p_adjusted") if c.get("p_adjusted") is not None else c.get("p_value")
+    ptxt = f" p={p:.2g}" if p is not None and c["status"] in ("pass", "fail") else ""
     return f"{c['name']} {shown}{ptxt} {c['status']}"
 
 
@@ -97,10 +101,14 @@ class Progress:
             return
         elapsed = now - s.step_started_at
         checks = "  ".join(_check_brief(r.to_json()) for r in verdict.checks)
+        warm, status = "", str(verdict.status)
+        if now <= w.evidence_from:  # the step's first seconds: counted, not yet evidence
+            warm = f"  warm-up {w.warm_baseline.requests}/{w.warm_canary.requests}"
+            status = f"warming up ({w.evidence_from - now:.0f}s left)"
         print(
             f"{_clock(now)}  {c.name}  step {s.step + 1}/{len(s.steps)} {s.canary_percent:>3}%"
-            f"  {elapsed:>4.0f}s  n={w.baseline.requests}/{w.canary.requests}  {checks}"
-            f"  => {verdict.status}",
+            f"  {elapsed:>4.0f}s  n={w.baseline.requests}/{w.canary.requests}{warm}  {checks}"
+            f"  => {status}",
             file=self.out,
             flush=True,
         )
@@ -225,10 +233,13 @@ async def _summary(controllers: Sequence[RolloutController]) -> list[dict[str, A
                                     "status",
                                     "p_value",
                                     "p_adjusted",
+                                    "p_within",
                                     "effect",
                                     "ci",
+                                    "bound",
                                     "n_baseline",
                                     "n_canary",
+                                    "strata",
                                     "method",
                                 )
                             }
@@ -367,7 +378,7 @@ async def _run_kafka(
     await engine.start(time.time())
 
     def running_since() -> float | None:
-        starts = [c.state.step_started_at for c in controllers if c.active and c.state]
+        starts = [c.state.evidence_since for c in controllers if c.active and c.state]
         return min(starts) if starts else None
 
     replica = os.environ.get("CANARY_ANALYZER_REPLICA") or socket.gethostname()
@@ -807,6 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=cmd_rules_validate)
     sch = rsub.add_parser("schema", help="print the rule JSON Schema")
     sch.set_defaults(func=cmd_rules_schema)
+    plancmd.add_parser(rsub)
 
     ov = sub.add_parser("override", help="pause, resume, abort or promote a rollout by hand")
     ov.add_argument("action", choices=list(COMMANDS))

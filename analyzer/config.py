@@ -219,15 +219,50 @@ class TargetRef(_Model):
         return value
 
 
+class WarmupGuard(_Model):
+    """A hard guard for the warm-up: only far-off canaries, shown at the check's alpha."""
+
+    ratio: float = Field(default=3.0, gt=1, description="latency ratio canary/baseline")
+    error_rate: float = Field(
+        default=0.2, gt=0, lt=1, description="error-rate difference canary - baseline"
+    )
+
+
 class AnalysisSpec(_Model):
     interval: Duration = 10.0
     min_step_duration: Duration = 60.0
-    max_step_duration: Duration = 1200.0
-    min_samples: int = Field(default=200, ge=1)
-    failure_threshold: int = Field(default=2, ge=1)
+    max_step_duration: Duration = Field(
+        default=1200.0,
+        description="a step not shown within tolerance by then is inconclusive and "
+        "onInconclusive applies; size it for the traffic with `canary-analyzer rules plan`",
+    )
+    min_samples: int = Field(
+        default=200,
+        ge=1,
+        description="per group in the current step before it may advance (or pass)",
+    )
+    failure_threshold: int = Field(
+        default=2, ge=1, description="consecutive judgments with harm shown that roll back"
+    )
     on_inconclusive: Literal["hold", "rollback", "pause"] = "hold"
     dry_run: bool = False
     correction: Literal["holm", "bonferroni", "none"] = "holm"
+    warmup: Duration = Field(
+        default=30.0,
+        description="after each weight change, events of the first warmup seconds are kept "
+        "out of the step's evidence (adapters loading, caches cold); still counted and shown",
+    )
+    warmup_guard: WarmupGuard | None = Field(
+        default=None,
+        description="during warm-up, roll back at once when a check is shown this far beyond "
+        "its baseline (off unless set)",
+    )
+    advance_on: Literal["no-harm", "non-inferiority"] = Field(
+        default="no-harm",
+        description="what lets an intermediate step advance: no harm shown with minSamples "
+        "(the promotion to 100% always needs every check shown within tolerance, pooled over "
+        "all steps), or non-inferiority at every step",
+    )
 
     @model_validator(mode="after")
     def _durations(self) -> AnalysisSpec:
@@ -235,6 +270,8 @@ class AnalysisSpec(_Model):
             raise ValueError("interval must be > 0")
         if self.max_step_duration < self.min_step_duration:
             raise ValueError("maxStepDuration must be >= minStepDuration")
+        if self.warmup >= self.max_step_duration:
+            raise ValueError("warmup must be shorter than maxStepDuration")
         return self
 
 
@@ -246,10 +283,34 @@ class CheckSpec(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$", max_length=63)
     source: Literal["accesslog"] = "accesslog"
     metric: Metric
-    test: Literal["mann-whitney", "proportion"]
+    test: Literal["mann-whitney", "proportion", "exceedance"] = Field(
+        description="mann-whitney: latency/token shift as a ratio; proportion: error-rate "
+        "difference; exceedance: share of requests above a quantile (tail regressions)"
+    )
     direction: Literal["increase", "decrease"] = "increase"
-    tolerance: float = Field(default=0.1, ge=0, lt=1)
-    alpha: float = Field(default=0.01, gt=0, lt=0.5)
+    tolerance: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="what is acceptable: a ratio for mann-whitney (0.1 = 10% slower), a "
+        "difference for proportion and exceedance (0.01 = 1 point). Fail: the anytime-valid "
+        "interval lies beyond it; pass: it lies inside; else inconclusive",
+    )
+    quantile: float | None = Field(
+        default=None,
+        gt=0.5,
+        lt=1,
+        description="exceedance: the tail checked, e.g. 0.99; the canary's share of requests "
+        "above this quantile of both groups' pooled values may exceed the baseline's by at "
+        "most the tolerance (a difference of shares: 0.015 is 1.5 points)",
+    )
+    alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=0.5,
+        description="per side, over the whole rollout: the chance of a false rollback "
+        "(before Holm) and of a false promotion",
+    )
     min_samples: int | None = Field(default=None, ge=1)
     dry_run: bool = False
     mode: Literal["sequential", "fixed"] = Field(
@@ -268,8 +329,12 @@ class CheckSpec(_Model):
     def _test_fits_metric(self) -> CheckSpec:
         if self.metric == "error_rate" and self.test != "proportion":
             raise ValueError("metric error_rate takes test: proportion")
-        if self.metric != "error_rate" and self.test != "mann-whitney":
-            raise ValueError(f"metric {self.metric} takes test: mann-whitney")
+        if self.metric != "error_rate" and self.test not in ("mann-whitney", "exceedance"):
+            raise ValueError(f"metric {self.metric} takes test: mann-whitney or exceedance")
+        if (self.test == "exceedance") != (self.quantile is not None):
+            raise ValueError("quantile is set exactly for test: exceedance (e.g. 0.99)")
+        if self.test == "exceedance" and self.direction != "increase":
+            raise ValueError("exceedance checks only fail on a longer tail (direction increase)")
         if self.metric == "error_rate" and self.direction != "increase":
             raise ValueError("error_rate checks only fail on an increase")
         return self
@@ -335,7 +400,13 @@ class PrometheusCheckSpec(_Model):
     compare: Literal["ratio", "difference"] | None = None
     direction: Literal["increase", "decrease"] = "increase"
     tolerance: float = Field(default=0.1, ge=0)
-    alpha: float = Field(default=0.01, gt=0, lt=0.5)
+    alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=0.5,
+        description="per side, over the whole rollout: the chance of a false rollback "
+        "(before Holm) and of a false promotion",
+    )
     min_samples: int | None = Field(default=None, ge=1)
     mode: Literal["sequential", "fixed"] = "sequential"
     tau: float | None = Field(default=None, gt=0, lt=0.5)
@@ -419,6 +490,14 @@ def _default_checks() -> list[CheckSpec]:
         CheckSpec(name="ttft", metric="ttft", test="mann-whitney", tolerance=0.1, alpha=0.01),
         CheckSpec(
             name="errors", metric="error_rate", test="proportion", tolerance=0.01, alpha=0.01
+        ),
+        CheckSpec(
+            name="ttft-p99",
+            metric="ttft",
+            test="exceedance",
+            quantile=0.99,
+            tolerance=0.015,
+            alpha=0.01,
         ),
     ]
 

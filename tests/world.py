@@ -110,6 +110,7 @@ spec:
   canary: {json.dumps(canary)}
   steps: [20, 50, 100]
   analysis: {{interval: 1s, minStepDuration: {min_step}, maxStepDuration: 120s, minSamples: 80,
+             warmup: 1s,
              failureThreshold: 2}}
   prometheus: {{address: "{prom_url}", timeout: 2s}}
   checks:

@@ -1,11 +1,17 @@
 """All of a rule's checks on one step -> a Verdict.
 
-The familywise correction (Holm by default) runs across the checks that reached a test, so a
-rule with five checks at alpha 1% does not fail a healthy canary five times as often. Dry-run
-checks are evaluated and reported, but neither fail nor block the rollout.
+The familywise correction (Holm by default) runs across the harm p-values of the checks that
+reached a test, so a rule with five checks at alpha 1% does not fail a healthy canary five times
+as often. The within side needs no correction: a pass needs every check within its tolerance
+(an intersection-union test), so alpha bounds a false promotion as it is. Dry-run checks are
+evaluated and reported, but neither fail nor block the rollout.
 
-Verdict: ``fail`` if any enforcing check fails; ``pass`` only if every enforcing check passes;
-``nodata`` if no enforcing check has data; ``inconclusive`` otherwise. Missing data never passes.
+Verdict: ``fail`` if any enforcing check fails; ``pass`` only if every enforcing check passes
+(non-inferiority shown for each); ``nodata`` if no enforcing check has data; ``inconclusive``
+otherwise. ``no_harm`` says a step may still advance on "no harm shown with enough samples"
+(``analysis.advanceOn: no-harm``): every enforcing check tested, ready, none failing, and each
+shown within twice its tolerance (``CheckResult.not_far_off``: a canary that is clearly worse
+stays at its share until harm is shown). Missing data never passes and never counts as no harm.
 
 Must not: change rollout state (that is rollout/machine.py).
 """
@@ -28,6 +34,14 @@ VerdictStatus = Literal["pass", "fail", "inconclusive", "nodata"]
 class Verdict:
     status: VerdictStatus
     checks: tuple[CheckResult, ...]
+
+    @property
+    def no_harm(self) -> bool:
+        enforcing = [c for c in self.checks if not c.dry_run]
+        return self.status != "fail" and all(
+            c.status == "pass" or (c.tested and c.ready and c.status != "fail" and c.not_far_off)
+            for c in enforcing
+        )
 
     @property
     def summary(self) -> str:
@@ -67,11 +81,7 @@ def settle(results: Sequence[CheckResult], analysis: AnalysisSpec) -> Verdict:
 
 
 def judge(
-    checks: Sequence[CheckSpec],
-    analysis: AnalysisSpec,
-    windows: StepWindows,
-    analysed_steps: int = 1,
+    checks: Sequence[CheckSpec], analysis: AnalysisSpec, strata: Sequence[StepWindows]
 ) -> Verdict:
-    return settle(
-        [evaluate(c, windows, analysis.min_samples, analysed_steps) for c in checks], analysis
-    )
+    """Every access-log check on the rollout's steps so far (the current step last)."""
+    return settle([evaluate(c, strata, analysis.min_samples) for c in checks], analysis)

@@ -5,9 +5,10 @@ Three kinds:
 - relative: the same query for the canary and the baseline group, compared as a ratio or a
   difference against the tolerance;
 - mann-whitney: bucket increases of a Prometheus histogram per group (cumulative ``le`` counts),
-  tested with the stats core's tie-corrected rank test, each bucket a tie group at its upper
-  bound (the baseline's bounds scaled by the margin), sequential or fixed like access-log
-  checks.
+  each bucket a tie group at its upper bound, with the access-log checks' confidence sequence
+  and three outcomes (fail: shown beyond the tolerance; pass: shown within; else inconclusive).
+Threshold and relative checks compare measured values, not samples: they pass or fail on the
+value itself (a guard), with no interval.
 A query that failed, returned nothing, returned NaN or several series where one was expected
 is a distinct, explained ``inconclusive`` or ``nodata``: never a pass.
 
@@ -23,10 +24,10 @@ from typing import Literal
 
 import numpy as np
 
-from analyzer.analysis.checks import CheckResult, conclude
+from analyzer.analysis.checks import SEQUENTIAL_MIN_SAMPLES, CheckResult, with_evidence
 from analyzer.config import PrometheusCheckSpec
-from analyzer.stats.mannwhitney import weighted_mannwhitney
-from analyzer.stats.sequential import DEFAULT_TAU_SHIFT, mixture_p, shift_information
+from analyzer.stats.confidence import PairwiseDifferences, shift_evidence
+from analyzer.stats.sequential import DEFAULT_TAU_SHIFT
 
 
 @dataclass(frozen=True)
@@ -168,26 +169,13 @@ def bucket_counts(out: QueryOutcome) -> tuple[np.ndarray, np.ndarray] | str:
     return bounds, counts
 
 
-def _median(bounds: np.ndarray, counts: np.ndarray) -> float:
-    cum = np.cumsum(counts)
-    i = int(np.searchsorted(cum, cum[-1] / 2))
-    lower = 0.0 if i == 0 else bounds[i - 1]
-    upper = bounds[i]
-    if math.isinf(upper):
-        return float(lower)
-    before = 0.0 if i == 0 else cum[i - 1]
-    frac = (cum[-1] / 2 - before) / counts[i] if counts[i] else 1.0
-    return float(lower + (upper - lower) * frac)
-
-
 def histogram(
     check: PrometheusCheckSpec,
     baseline: QueryOutcome,
     canary: QueryOutcome,
     min_samples: int,
-    running_p: dict[str, float] | None = None,
-    analysed_steps: int = 1,
 ) -> CheckResult:
+    """The step's bucket increases per group, with the access-log checks' three outcomes."""
     for group, out in (("baseline", baseline), ("canary", canary)):
         problem = _problem(check, out, group)
         if problem is not None:
@@ -199,35 +187,55 @@ def histogram(
     assert not isinstance(parsed_b, str) and not isinstance(parsed_c, str)
     (bb, cb), (bc, cc) = parsed_b, parsed_c
     nb, nc = int(cb.sum()), int(cc.sum())
-    result = replace(_base(check), n_baseline=nb, n_canary=nc)
+    need = check.min_samples or min_samples
+    decrease = check.direction == "decrease"
+    result = replace(
+        _base(check),
+        n_baseline=nb,
+        n_canary=nc,
+        bound=1 - check.tolerance if decrease else 1 + check.tolerance,
+        ready=nb >= need and nc >= need,
+    )
     if nb == 0 or nc == 0:
         empty = "baseline" if nb == 0 else "canary"
         return replace(result, reason=f"no requests in the {empty} buckets yet")
-    scale = 1 + check.tolerance if check.direction == "increase" else 1 - check.tolerance
-    alternative = "greater" if check.direction == "increase" else "less"
+    few = f"too few samples to pass: baseline {nb}, canary {nc}, need {need} each"
+    sequential = check.mode == "sequential"
+    if min(nb, nc) < (SEQUENTIAL_MIN_SAMPLES if sequential else need):
+        return replace(result, status="inconclusive", reason=few)
     keep_b, keep_c = cb > 0, cc > 0
-    _, z, p = weighted_mannwhitney(
-        bc[keep_c],
-        cc[keep_c],
-        bb[keep_b] * scale,
-        cb[keep_b],
-        alternative,  # type: ignore[arg-type]
+    vb, vc = _finite(bb)[keep_b], _finite(bc)[keep_c]
+    if decrease:  # the worse side is smaller: compare the other way
+        pairs = PairwiseDifferences.from_samples(vc, vb, cc[keep_c], cb[keep_b])
+        margin = -math.log(1 - check.tolerance)
+    else:
+        pairs = PairwiseDifferences.from_samples(vb, vc, cb[keep_b], cc[keep_c])
+        margin = math.log(1 + check.tolerance)
+    ev = shift_evidence(
+        [pairs],
+        margin,
+        alpha=check.alpha,
+        tau=check.tau or DEFAULT_TAU_SHIFT,
+        kind="sequential" if sequential else "fixed",
     )
-    med_b, med_c = _median(bb, cb), _median(bc, cc)
-    effect = med_c / med_b if med_b > 0 else None
-    if check.mode == "sequential":
-        p = mixture_p(z, shift_information(nb, nc), check.tau or DEFAULT_TAU_SHIFT)
-    result = replace(result, effect=effect, method="binned-buckets")
-    memory = running_p if running_p is not None else {}
-    return conclude(result, p, check.mode, check.min_samples or min_samples, memory, analysed_steps)
+    result = with_evidence(result, ev, difference=False, mirrored=decrease)
+    method = "binned-buckets"
+    return replace(
+        result,
+        method=f"sequential/{method}" if sequential else method,
+        reason="tested" if result.ready else few,
+    )
+
+
+def _finite(bounds: np.ndarray) -> np.ndarray:
+    """Bucket bounds with +Inf as a bound past the largest finite one (order is what counts)."""
+    finite = bounds[np.isfinite(bounds)]
+    top = float(finite.max()) * 10 if finite.size and finite.max() > 0 else 1.0
+    return np.where(np.isfinite(bounds), bounds, top)
 
 
 def evaluate(
-    check: PrometheusCheckSpec,
-    outcomes: Sequence[QueryOutcome],
-    min_samples: int,
-    running_p: dict[str, float] | None = None,
-    analysed_steps: int = 1,
+    check: PrometheusCheckSpec, outcomes: Sequence[QueryOutcome], min_samples: int
 ) -> CheckResult:
     """``outcomes``: one query for threshold checks; baseline then canary otherwise."""
     kind = check.resolved_test
@@ -235,4 +243,4 @@ def evaluate(
         return threshold(check, outcomes[0])
     if kind == "relative":
         return relative(check, outcomes[0], outcomes[1])
-    return histogram(check, outcomes[0], outcomes[1], min_samples, running_p, analysed_steps)
+    return histogram(check, outcomes[0], outcomes[1], min_samples)

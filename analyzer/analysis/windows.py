@@ -8,6 +8,9 @@ tests; past that only histograms grow, and memory stays bounded whatever the tra
 Latency and token metrics come from successful requests only: a fast 503 says nothing about the
 adapter's speed, and errors are judged by the error-rate check.
 
+The first ``warmup`` seconds of a step (after a weight change: adapters loading, caches cold)
+are folded into separate warm-up windows: counted and shown, kept out of the step's evidence.
+
 Must not: decide anything, or know where events come from.
 """
 
@@ -169,15 +172,27 @@ class StepWindows:
     last_event_at: float | None = None
     watermarks: dict[Hashable, tuple[int, float]] = field(default_factory=dict)
     duplicates: int = 0
-    running_p: dict[str, float] = field(default_factory=dict)
-    """Sequential checks: the smallest always-valid p-value seen in this step, per check."""
+    warmup: float = 0.0
+    """Seconds after ``started_at`` whose events go to the warm-up windows, not the evidence."""
+    warm_baseline: GroupWindow = field(init=False)
+    warm_canary: GroupWindow = field(init=False)
+    ends_at: float | None = None
+    """Where the next window of the rollout starts (None for the current step's)."""
+    cache: dict[str, object] = field(default_factory=dict)
+    """What checks computed from these windows, keyed with the counts it was computed on."""
 
     def __post_init__(self) -> None:
         self.baseline = GroupWindow(self.raw_limit, kept=self.metrics)
         self.canary = GroupWindow(self.raw_limit, kept=self.metrics)
+        self.warm_baseline = GroupWindow(self.raw_limit, kept=self.metrics)
+        self.warm_canary = GroupWindow(self.raw_limit, kept=self.metrics)
         self._group_code = {a: 0 for a in self.baseline_adapters} | {
             a: 1 for a in self.canary_adapters
         }
+
+    @property
+    def evidence_from(self) -> float:
+        return self.started_at + self.warmup
 
     def group_of(self, target: str) -> Group | None:
         if target in self.canary_adapters:
@@ -208,7 +223,10 @@ class StepWindows:
         if group is None:
             self.unrouted[event.target] += 1
             return None
-        (self.canary if group == "canary" else self.baseline).add(event)
+        if event.timestamp < self.evidence_from:
+            (self.warm_canary if group == "canary" else self.warm_baseline).add(event)
+        else:
+            (self.canary if group == "canary" else self.baseline).add(event)
         if self.last_event_at is None or event.timestamp > self.last_event_at:
             self.last_event_at = event.timestamp
         return group
@@ -241,13 +259,30 @@ class StepWindows:
         unrouted = rows[keep & (groups == 2)]
         if unrouted.size:
             self.unrouted.update(_named(cols, cols.target[unrouted]))
-        self.canary.add_columns(cols, rows[keep & (groups == 1)])
-        self.baseline.add_columns(cols, rows[keep & (groups == 0)])
         folded = ts[keep & (groups < 2)]
         if folded.size:
             latest = float(folded.max())
             if self.last_event_at is None or latest > self.last_event_at:
                 self.last_event_at = latest
+        warm = ts < self.evidence_from
+        if warm.any():
+            self.warm_canary.add_columns(cols, rows[keep & (groups == 1) & warm])
+            self.warm_baseline.add_columns(cols, rows[keep & (groups == 0) & warm])
+            keep &= ~warm
+        self.canary.add_columns(cols, rows[keep & (groups == 1)])
+        self.baseline.add_columns(cols, rows[keep & (groups == 0)])
+
+    def warm_view(self) -> StepWindows:
+        """The warm-up windows as a step of their own (for the warm-up guard)."""
+        view = StepWindows(
+            self.baseline_adapters,
+            self.canary_adapters,
+            self.started_at,
+            self.raw_limit,
+            self.metrics,
+        )
+        view.baseline, view.canary = self.warm_baseline, self.warm_canary
+        return view
 
     def observe_all(self, events: Iterable[AccessEvent]) -> None:
         for event in events:
@@ -256,6 +291,8 @@ class StepWindows:
     def flush(self) -> None:
         self.baseline.flush()
         self.canary.flush()
+        self.warm_baseline.flush()
+        self.warm_canary.flush()
 
     def merge(self, other: StepWindows) -> None:
         """Add a partial window built elsewhere (another consumer) for the same step."""
@@ -263,6 +300,8 @@ class StepWindows:
             raise ValueError("windows of different steps do not merge")
         self.baseline.merge(other.baseline)
         self.canary.merge(other.canary)
+        self.warm_baseline.merge(other.warm_baseline)
+        self.warm_canary.merge(other.warm_canary)
         self.before_step += other.before_step
         self.unrouted.update(other.unrouted)
 

@@ -11,7 +11,17 @@ from analyzer.notify.base import Notification
 
 log = structlog.get_logger("analyzer.decisions")
 
-_EVIDENCE = ("name", "status", "p_value", "effect", "ci", "n_baseline", "n_canary")
+_EVIDENCE = (
+    "name",
+    "status",
+    "p_value",
+    "p_within",
+    "effect",
+    "ci",
+    "bound",
+    "n_baseline",
+    "n_canary",
+)
 
 
 class LogNotifier:

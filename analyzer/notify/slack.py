@@ -57,20 +57,29 @@ def _number(x: float | None, fmt: str) -> str:
 
 
 def evidence_lines(checks: tuple[dict[str, Any], ...]) -> list[str]:
-    rows = [f"{'check':<10} {'n base/can':>13} {'effect [interval]':>24} {'p':>8}  verdict"]
+    rows = [
+        f"{'check':<10} {'n base/can':>13} {'effect [interval]':>24} {'bound':>8} {'p':>8}  verdict"
+    ]
     for c in checks:
         ratio = c.get("effect_kind", "ratio") == "ratio"
         fmt = ".3f" if ratio else "+.4f"
         eff = _number(c.get("effect"), fmt) + ("x" if ratio and c.get("effect") else "")
         ci = c.get("ci")
         interval = f"[{_number(ci[0], fmt)}, {_number(ci[1], fmt)}]" if ci else ""
-        p = c.get("p_adjusted") if c.get("p_adjusted") is not None else c.get("p_value")
+        # The p of the side that decided: non-inferiority for a pass, harm otherwise.
+        if c["status"] == "pass":
+            p = c.get("p_within")
+        elif c["status"] == "fail":
+            p = c.get("p_adjusted") if c.get("p_adjusted") is not None else c.get("p_value")
+        else:
+            p = None
         verdict = c["status"].upper() if c["status"] == "fail" else c["status"]
         if c.get("dry_run"):
             verdict += " (dry run)"
         rows.append(
             f"{c['name'][:10]:<10} {c['n_baseline']:>6}/{c['n_canary']:<6} "
-            f"{eff + ' ' + interval:>24} {_number(p, '.2g'):>8}  {verdict}"
+            f"{eff + ' ' + interval:>24} {_number(c.get('bound'), fmt):>8} "
+            f"{_number(p, '.2g'):>8}  {verdict}"
         )
     return rows
 

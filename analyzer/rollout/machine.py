@@ -6,10 +6,15 @@ announce a decision. The machine never reads a clock: ``now`` is event time in r
 live runs alike, which is why a replay reaches the decisions a live run would.
 
 Rules, in order of precedence:
-- A rollback wins: ``failure_threshold`` consecutive failing verdicts roll back, at any time in
-  the step (no waiting for ``minStepDuration``), and abort rolls back from any live phase.
-- A step advances only on a passing verdict after ``minStepDuration``; reaching 100% promotes.
-- A pass resets the failure count; inconclusive and nodata verdicts neither count nor reset.
+- A rollback wins: ``failure_threshold`` consecutive failing verdicts (harm shown) roll back, at
+  any time in the step (no waiting for ``minStepDuration``), and abort rolls back from any live
+  phase. A rollback sends the canary group to 0% (the edge restores the pre-rollout weights
+  exactly when the canary had no traffic before).
+- Promotion to 100% needs a passing verdict (every check shown within its tolerance, on the
+  evidence pooled over the steps) after ``minStepDuration``.
+- An intermediate step advances after ``minStepDuration`` on a pass, or, with ``advanceOn:
+  no-harm`` (the default), on no harm shown with ``minSamples`` per group.
+- A pass (or an advance) resets the failure count; other verdicts neither count nor reset.
 - Past ``maxStepDuration`` without a pass, ``onInconclusive`` applies (hold: wait on, said once;
   rollback; pause). Missing data never promotes.
 - Finished rollouts (Succeeded, RolledBack) ignore every input.
@@ -134,30 +139,44 @@ def on_verdict(
         return state.with_decision(decision, consecutive_failures=failures, message=reason), [
             Announce(decision)
         ]
-    if verdict.status == "pass":
-        state = replace(state, consecutive_failures=0)
+    nxt = state.step + 1
+    last = state.steps[nxt] == 100
+    may_advance = not last and analysis.advance_on == "no-harm" and verdict.no_harm
+    if verdict.status == "pass" or may_advance:
+        if verdict.status == "pass":
+            state = replace(state, consecutive_failures=0)
         if elapsed < analysis.min_step_duration:
             return state, []
-        nxt = state.step + 1
-        if state.steps[nxt] == 100:
+        state = replace(state, consecutive_failures=0)
+        if last:
             return _promote(
                 state,
                 now,
-                f"all checks passed at {percent}% canary for {elapsed:.0f}s: promoted",
+                f"every check shown within tolerance at {percent}% canary after {elapsed:.0f}s: "
+                "promoted",
                 verdict,
             )
+        shown = (
+            "every check shown within tolerance"
+            if verdict.status == "pass"
+            else "no harm shown with enough samples"
+        )
         reason = (
-            f"all checks passed at {percent}% canary for {elapsed:.0f}s: "
-            f"advancing to {state.steps[nxt]}%"
+            f"{shown} at {percent}% canary for {elapsed:.0f}s: advancing to {state.steps[nxt]}%"
         )
         decision = Decision(now, "advance", reason, nxt, state.steps[nxt], verdict.checks_json())
         new = state.with_decision(
-            decision, step=nxt, step_started_at=now, overdue_reported=False, message=reason
+            decision,
+            step=nxt,
+            step_started_at=now,
+            overdue_reported=False,
+            message=reason,
+            strata_from=(*state.strata_from, state.step_started_at),
         )
         return new, [SetCanaryPercent(state.steps[nxt]), Announce(decision)]
     if elapsed < analysis.max_step_duration:
         return state, []
-    why = f"no conclusive pass after {elapsed:.0f}s at {percent}% canary: {verdict.summary}"
+    why = f"not shown within tolerance after {elapsed:.0f}s at {percent}% canary: {verdict.summary}"
     if analysis.on_inconclusive == "rollback":
         return _rollback(state, now, why, verdict)
     if analysis.on_inconclusive == "pause":
@@ -168,6 +187,14 @@ def on_verdict(
     return state.with_decision(decision, overdue_reported=True, message=decision.reason), [
         Announce(decision)
     ]
+
+
+def on_warmup_guard(state: RolloutState, verdict: Verdict, now: float) -> Transition:
+    """A check shown far beyond its baseline during warm-up: roll back at once."""
+    if state.phase != "Progressing":
+        return state, []
+    reason = f"warm-up guard at {state.canary_percent}% canary: {verdict.summary}"
+    return _rollback(state, now, reason, verdict)
 
 
 def hold(state: RolloutState, now: float, reason: str) -> Transition:
@@ -200,5 +227,6 @@ def on_command(state: RolloutState, command: Command, now: float, reason: str = 
         consecutive_failures=0,
         overdue_reported=False,
         message=decision.reason,
+        strata_from=(*state.strata_from, state.step_started_at),
     )
     return new, [SetCanaryPercent(percent), Announce(decision)]

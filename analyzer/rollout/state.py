@@ -96,6 +96,9 @@ class RolloutState:
     overdue_reported: bool = False
     message: str = ""
     history: tuple[Decision, ...] = field(default_factory=tuple)
+    strata_from: tuple[float, ...] = ()
+    """Where the rollout's earlier evidence windows start (each ends where the next starts,
+    the last where the current step started): a restarted daemon rebuilds them all."""
 
     @property
     def finished(self) -> bool:
@@ -106,6 +109,11 @@ class RolloutState:
         if self.phase == "RolledBack":
             return 0
         return self.steps[self.step]
+
+    @property
+    def evidence_since(self) -> float:
+        """Where the rollout's pooled evidence starts (a restart reads the log from there)."""
+        return self.strata_from[0] if self.strata_from else self.step_started_at
 
     def with_decision(self, decision: Decision, **changes: Any) -> RolloutState:
         history = (*self.history, decision)[-HISTORY_LIMIT:]
@@ -127,6 +135,7 @@ class RolloutState:
             "overdueReported": self.overdue_reported,
             "message": self.message,
             "history": [d.to_json() for d in self.history],
+            "strataFrom": list(self.strata_from),
         }
 
     def dumps(self) -> str:
@@ -150,6 +159,7 @@ class RolloutState:
             overdue_reported=bool(data.get("overdueReported", False)),
             message=str(data.get("message", "")),
             history=tuple(Decision.from_json(d) for d in data.get("history", [])),
+            strata_from=tuple(float(t) for t in data.get("strataFrom", [])),
         )
 
     @classmethod

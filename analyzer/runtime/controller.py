@@ -20,7 +20,7 @@ from dataclasses import replace
 import structlog
 
 from analyzer.analysis import promchecks
-from analyzer.analysis.checks import CheckResult, evaluate
+from analyzer.analysis.checks import CheckResult, evaluate, guarded_tolerance
 from analyzer.analysis.judge import Verdict, settle
 from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, METRICS, Position, StepWindows
 from analyzer.batch import Columns
@@ -38,7 +38,7 @@ from analyzer.rollout.machine import (
     SetCanaryPercent,
 )
 from analyzer.rollout.state import Decision, RolloutState, annotation_key, revision
-from analyzer.rollout.weights import Target, WeightError, limits_for, split
+from analyzer.rollout.weights import Target, WeightError, canary_share, limits_for, split
 from analyzer.routers.base import (
     ConflictError,
     RoutedObject,
@@ -79,6 +79,8 @@ class RolloutController:
         self.limits = limits_for(self.spec.target.kind, self.spec.target.api_version)
         self.state: RolloutState | None = None
         self.windows: StepWindows | None = None
+        self.strata: list[StepWindows] = []
+        """The rollout's earlier steps (closed), pooled with the current one as evidence."""
         self.next_judgment_at: float | None = None
         self.announced: list[Notification] = []
         self.last_verdict: Verdict | None = None
@@ -130,7 +132,7 @@ class RolloutController:
                 revision=self.revision,
             )
             if not previous.finished:
-                self._reset_windows(previous.step_started_at)
+                self._reset_windows(previous)
                 # Keep the judgment grid of the daemon that wrote the state (step start +
                 # k intervals), strictly after now: a restart judges at the same times.
                 interval = self.spec.analysis.interval
@@ -142,17 +144,35 @@ class RolloutController:
                 "rollout_superseded", old_revision=previous.revision, revision=self.revision
             )
         state, actions = machine.start(self.name, self.revision, self.spec.steps, obj.targets, now)
-        self._reset_windows(state.step_started_at)
+        self.strata, self.windows = [], None
+        self._reset_windows(state)
         self.next_judgment_at = now + self.spec.analysis.interval
         await self._apply(obj, state, actions, {})
 
     def observe(self, event: AccessEvent, position: Position | None = None) -> None:
-        if self.windows is not None and self.active:
-            self.windows.observe(event, position)
+        if self.windows is None or not self.active:
+            return
+        target = self.windows
+        if self.strata and self.strata[0].started_at <= event.timestamp < target.started_at:
+            target = next(w for w in reversed(self.strata) if event.timestamp >= w.started_at)
+        target.observe(event, position)
 
     def observe_columns(self, cols: Columns, rows: IntArray) -> None:
-        if self.windows is not None and self.active:
+        """Each row to the window of its time: an earlier step's, or the current one (which
+        also counts what precedes the rollout's evidence)."""
+        if self.windows is None or not self.active:
+            return
+        if not self.strata:
             self.windows.observe_columns(cols, rows)
+            return
+        ts = cols.timestamp[rows]
+        earlier = (ts >= self.strata[0].started_at) & (ts < self.windows.started_at)
+        for w in self.strata:
+            assert w.ends_at is not None
+            mine = rows[earlier & (ts >= w.started_at) & (ts < w.ends_at)]
+            if mine.size:
+                w.observe_columns(cols, mine)
+        self.windows.observe_columns(cols, rows[~earlier])
 
     def due(self, now: float) -> bool:
         return self.active and self.next_judgment_at is not None and now >= self.next_judgment_at
@@ -193,13 +213,17 @@ class RolloutController:
                 return
             if self.state.phase != "Progressing":
                 return
-            verdict = settle(await self._check_results(now), self.spec.analysis)
+            guarded = self._warmup_guard(now)
+            verdict = guarded or settle(await self._check_results(now), self.spec.analysis)
             self.last_verdict = verdict
             for r in verdict.checks:
                 self.judgments[(r.name, r.status)] += 1
             if self.on_judgment is not None:
                 self.on_judgment(self, now, verdict)
-            state, actions = machine.on_verdict(self.state, verdict, self.spec.analysis, now)
+            if guarded is not None:
+                state, actions = machine.on_warmup_guard(self.state, verdict, now)
+            else:
+                state, actions = machine.on_verdict(self.state, verdict, self.spec.analysis, now)
             refusal = await self._ask_gates(obj, state, actions)
             if refusal is not None:
                 if refusal != self._gate_refusal:  # say it once, not every interval
@@ -255,24 +279,38 @@ class RolloutController:
             await self._fail(str(exc), now)
 
     async def _check_results(self, now: float) -> list[CheckResult]:
-        """Every check of the rule, in the rule's order, on this step's evidence."""
+        """Every check of the rule, in the rule's order, on the rollout's evidence so far
+        (access-log checks pool the earlier steps; Prometheus queries cover this step)."""
         assert self.windows is not None
-        analysed = max(1, len(self.spec.steps) - 1)  # the 100% step is the promotion
         minimum = self.spec.analysis.min_samples
+        strata = [*self.strata, self.windows]
         results = []
         for check in self.spec.checks:
             if isinstance(check, PrometheusCheckSpec):
                 if self.prometheus is None:
                     raise RouterError("prometheus checks without a Prometheus source")
                 outcomes = await self.prometheus.outcomes(
-                    check, self.spec, self.windows.started_at, now
+                    check, self.spec, self.windows.evidence_from, now
                 )
-                results.append(
-                    promchecks.evaluate(check, outcomes, minimum, self.windows.running_p, analysed)
-                )
+                results.append(promchecks.evaluate(check, outcomes, minimum))
             else:
-                results.append(evaluate(check, self.windows, minimum, analysed))
+                results.append(evaluate(check, strata, minimum))
         return results
+
+    def _warmup_guard(self, now: float) -> Verdict | None:
+        """During warm-up, a failing verdict when a check is shown far beyond the baseline."""
+        guard = self.spec.analysis.warmup_guard
+        w = self.windows
+        if guard is None or w is None or now >= w.evidence_from:
+            return None
+        view = w.warm_view()
+        checks = [
+            c.model_copy(update={"tolerance": guarded_tolerance(c, guard), "min_samples": 1})
+            for c in self.spec.checks
+            if isinstance(c, CheckSpec)
+        ]
+        verdict = settle([evaluate(c, [view], 1) for c in checks], self.spec.analysis)
+        return verdict if verdict.status == "fail" else None
 
     async def _ask_gates(
         self, obj: RoutedObject, state: RolloutState, actions: list[RolloutAction]
@@ -312,8 +350,15 @@ class RolloutController:
                     )
                 )
             elif isinstance(action, RestoreWeights):
-                targets = state.original
+                targets = self._rolled_back(state)
         return targets
+
+    def _rolled_back(self, state: RolloutState) -> tuple[Target, ...]:
+        """The canary at 0%: the exact pre-rollout weights when it had no traffic then, else
+        its targets at the object's minimum with the baseline keeping its proportions."""
+        if canary_share(state.original, self.spec.canary) == 0:
+            return state.original
+        return tuple(split(state.original, self.spec.baseline, self.spec.canary, 0, self.limits))
 
     def _notification(
         self,
@@ -382,21 +427,34 @@ class RolloutController:
             or state.step_started_at != previous.step_started_at
             or (state.phase == "Progressing" and previous.phase != "Progressing")
         ):
-            self._reset_windows(state.step_started_at)
+            self._reset_windows(state)
         for action in actions:
             if isinstance(action, Announce):
                 notification = self._notification(obj, state, action.decision, targets)
                 self.announced.append(notification)
                 await self.notifier.notify(notification)
 
-    def _reset_windows(self, started_at: float) -> None:
+    def _reset_windows(self, state: RolloutState) -> None:
+        """Windows for each of the state's evidence windows and its current step, keeping
+        those already built (a restart builds them all and the log is read again)."""
+        built = {w.started_at: w for w in self.strata}
+        if self.windows is not None:
+            built[self.windows.started_at] = self.windows
+        starts = [*state.strata_from, state.step_started_at]
+        windows = [built.get(t) or self._new_windows(t) for t in starts]
+        for w, end in zip(windows, [*starts[1:], None], strict=True):
+            w.ends_at = end
+        self.strata, self.windows = windows[:-1], windows[-1]
+
+    def _new_windows(self, started_at: float) -> StepWindows:
         read = {c.metric for c in self.spec.checks if isinstance(c, CheckSpec)}
-        self.windows = StepWindows(
+        return StepWindows(
             frozenset(self.spec.baseline),
             frozenset(self.spec.canary),
             started_at,
             raw_limit=self.raw_limit,
             metrics=tuple(m for m in METRICS if m in read),
+            warmup=self.spec.analysis.warmup,
         )
 
     def _parse_state(self, raw: str) -> RolloutState | None:

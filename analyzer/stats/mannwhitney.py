@@ -137,7 +137,7 @@ def _ci_rank(n1: int, n2: int, alpha: float, tie_term: float = 0.0) -> int:
 FFT_MIN_SIZE = 256
 
 
-def _exact_correlation(a: IntArray, b: IntArray) -> IntArray:
+def exact_correlation(a: IntArray, b: IntArray) -> IntArray:
     """Integer convolution; by FFT when large (rounded; kept only if its total checks out)."""
     if min(a.size, b.size) >= FFT_MIN_SIZE:
         fast = np.rint(signal.fftconvolve(a.astype(np.float64), b.astype(np.float64)))
@@ -162,7 +162,7 @@ def hodges_lehmann_binned(
     b_nz = np.flatnonzero(baseline.counts)
     c0, c1 = int(c_nz[0]), int(c_nz[-1])
     b0, b1 = int(b_nz[0]), int(b_nz[-1])
-    pairs = _exact_correlation(canary.counts[c0 : c1 + 1], baseline.counts[b0 : b1 + 1][::-1])
+    pairs = exact_correlation(canary.counts[c0 : c1 + 1], baseline.counts[b0 : b1 + 1][::-1])
     diffs = (np.arange(pairs.size) + (c0 - b1)).astype(np.float64)
     k = _ci_rank(n1, n2, alpha)
     med, lo, hi = _hl_from_differences(diffs, pairs, n1 * n2, k)

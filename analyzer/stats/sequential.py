@@ -71,10 +71,10 @@ ERROR_SHARE_PRIOR = 10.0
 """Concentration of the beta mixture over the canary's share of errors (prior sd ~ 0.09)."""
 
 
-def error_share_p(errors_canary: int, errors_total: int, share: float) -> float:
-    """Exact always-valid p that the canary's share of the errors exceeds its traffic share."""
-    if errors_total == 0 or not 0 < share < 1 or errors_canary <= share * errors_total:
-        return 1.0
+def error_share_log_lr(errors_canary: int, errors_total: int, share: float) -> float:
+    """log of the beta-binomial mixture ratio over the canary's share of the errors."""
+    if errors_total == 0 or not 0 < share < 1:
+        return 0.0
     a, b = share * ERROR_SHARE_PRIOR, (1 - share) * ERROR_SHARE_PRIOR
     x, n = errors_canary, errors_total
     log_mix = (
@@ -84,7 +84,14 @@ def error_share_p(errors_canary: int, errors_total: int, share: float) -> float:
         - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
     )
     log_null = x * math.log(share) + (n - x) * math.log1p(-share)
-    return min(1.0, math.exp(log_null - log_mix))
+    return log_mix - log_null
+
+
+def error_share_p(errors_canary: int, errors_total: int, share: float) -> float:
+    """Exact always-valid p that the canary's share of the errors exceeds its traffic share."""
+    if errors_total == 0 or not 0 < share < 1 or errors_canary <= share * errors_total:
+        return 1.0
+    return min(1.0, math.exp(-error_share_log_lr(errors_canary, errors_total, share)))
 
 
 def sequential_rate_p(result: RateResult, tolerance: float, tau: float = DEFAULT_TAU_RATE) -> float:

@@ -201,15 +201,25 @@ def test_restart_mid_step_rebuilds_the_windows_from_the_step_start(
         await source.start(since=since)
         await _consume_all(source, head)  # the log up to where the first daemon stopped
         w = controller.windows
-        counts = (w.baseline.requests, w.canary.requests)
+        counts = (
+            w.warm_baseline.requests,
+            w.warm_canary.requests,
+            w.baseline.requests,
+            w.canary.requests,
+            w.evidence_from,
+        )
         await produce(broker.bootstrap, topic, lines[head:])  # and the rest arrives
         await _consume_all(source, len(lines))
         await engine.finish()
         await source.stop()
-        return counts[0], counts[1], since, [(d.at, d.action) for d in controller.decisions]
+        return counts, since, [(d.at, d.action) for d in controller.decisions]
 
-    baseline, canary, since, after = asyncio.run(second())
-    window = [orjson.loads(ln) for ln in lines[:head] if _event_time(ln) >= since]
+    (warm_b, warm_c, baseline, canary, evidence_from), since, after = asyncio.run(second())
+    assert evidence_from > since  # the rule's warm-up: its events are counted apart
+    warm = [orjson.loads(ln) for ln in lines[:head] if since <= _event_time(ln) < evidence_from]
+    window = [orjson.loads(ln) for ln in lines[:head] if _event_time(ln) >= evidence_from]
+    assert warm_c == sum(r["target_model"] in CANARY for r in warm) > 0
+    assert warm_b == sum(r["target_model"] not in CANARY for r in warm) > 0
     assert canary == sum(r["target_model"] in CANARY for r in window)
     assert baseline == sum(r["target_model"] not in CANARY for r in window)
     assert "start" not in [a for _, a in after]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import special
 
 from analyzer.analysis import promchecks
 from analyzer.config import LoadedRule, PrometheusCheckSpec, PrometheusSpec, parse_rule_text
@@ -77,7 +79,7 @@ def run_check(
 
     async def go() -> promchecks.CheckResult:
         outs = await source.outcomes(spec, loaded.rule.spec, step_start, now)
-        return promchecks.evaluate(spec, outs, min_samples, {}, 1)
+        return promchecks.evaluate(spec, outs, min_samples)
 
     return asyncio.run(go())
 
@@ -153,16 +155,22 @@ def test_histogram_check_catches_a_slow_canary_and_passes_aa(prom: PrometheusSer
     end = prom.data.end
     spec = check(preset="epp-ttft", tolerance=0.1, mode="fixed")
     slow = run_check(prom, "slow-model", spec, end, end - 900)
-    assert slow.p_value is not None and slow.p_value < 1e-6
-    assert 1.25 < (slow.effect or 0) < 1.6
+    assert slow.p_value is not None and slow.p_value < 1e-5
+    assert slow.settle(slow.p_value).status == "fail"
+    assert 1.25 < (slow.effect or 0) < 1.6 and slow.ci[0] > 1.1  # the interval decides
     aa = run_check(prom, "aa-model", spec, end, end - 900)
     assert aa.p_value is not None and aa.p_value > 0.05
+    assert aa.settle(aa.p_value).status == "pass" and aa.ci[1] < 1.1
     seq = run_check(prom, "slow-model", check(preset="epp-ttft", tolerance=0.1), end, end - 900)
     assert seq.method == "sequential/binned-buckets" and (seq.p_value or 1) < 0.01
 
 
 def test_histogram_check_agrees_with_the_stats_core(prom: PrometheusServer) -> None:
-    """Exact bucket increases (no increase() extrapolation) give the core's p to 1e-12."""
+    """Exact bucket increases (no increase() extrapolation) give the core's U to 1e-12.
+
+    The check's variance ignores ties (each bucket is one large tie group), which is
+    conservative: its p is never below the tie-corrected test's.
+    """
     end = prom.data.end
     start = end - 900
     query = (
@@ -177,9 +185,12 @@ def test_histogram_check_agrees_with_the_stats_core(prom: PrometheusServer) -> N
     can = prom.data.increments("slow-model", ["c1"], start, end)
     bounds = np.array(BOUNDS)
     kb, kc = base > 0, can > 0
-    _, _, p = weighted_mannwhitney(bounds[kc], can[kc], bounds[kb] * 1.1, base[kb], "greater")
-    assert got.n_baseline == int(base.sum()) and got.n_canary == int(can.sum())
-    assert got.p_value == pytest.approx(p, abs=1e-12)
+    u, _, tied_p = weighted_mannwhitney(bounds[kc], can[kc], bounds[kb] * 1.1, base[kb], "greater")
+    n1, n2 = int(can.sum()), int(base.sum())
+    z = (u / (n1 * n2) - 0.5) * math.sqrt(12 * n1 * n2 / (n1 + n2 + 1))
+    assert got.n_baseline == n2 and got.n_canary == n1
+    assert got.p_value == pytest.approx(float(special.ndtr(-z)), rel=1e-9)
+    assert got.p_value >= tied_p
 
 
 def test_template_rendering() -> None:
