@@ -219,6 +219,17 @@ class TargetRef(_Model):
         return value
 
 
+Alpha = Annotated[
+    float,
+    Field(
+        gt=0,
+        lt=0.5,
+        description="per side, over the whole rollout: the chance of a false rollback "
+        "(before Holm) and of a false promotion",
+    ),
+]
+
+
 class WarmupGuard(_Model):
     """A hard guard for the warm-up: only far-off canaries, shown at the check's alpha."""
 
@@ -304,13 +315,7 @@ class CheckSpec(_Model):
         "above this quantile of both groups' pooled values may exceed the baseline's by at "
         "most the tolerance (a difference of shares: 0.015 is 1.5 points)",
     )
-    alpha: float = Field(
-        default=0.01,
-        gt=0,
-        lt=0.5,
-        description="per side, over the whole rollout: the chance of a false rollback "
-        "(before Holm) and of a false promotion",
-    )
+    alpha: Alpha = 0.01
     min_samples: int | None = Field(default=None, ge=1)
     dry_run: bool = False
     mode: Literal["sequential", "fixed"] = Field(
@@ -400,13 +405,7 @@ class PrometheusCheckSpec(_Model):
     compare: Literal["ratio", "difference"] | None = None
     direction: Literal["increase", "decrease"] = "increase"
     tolerance: float = Field(default=0.1, ge=0)
-    alpha: float = Field(
-        default=0.01,
-        gt=0,
-        lt=0.5,
-        description="per side, over the whole rollout: the chance of a false rollback "
-        "(before Holm) and of a false promotion",
-    )
+    alpha: Alpha = 0.01
     min_samples: int | None = Field(default=None, ge=1)
     mode: Literal["sequential", "fixed"] = "sequential"
     tau: float | None = Field(default=None, gt=0, lt=0.5)

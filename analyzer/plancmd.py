@@ -92,7 +92,7 @@ def render(plan: RulePlan, spec: RuleSpec) -> str:
             f"{detect:>14}"
         )
     out.append(
-        f"total about {plan.total_seconds:.0f} s (sized for 9 rollouts in 10); "
+        f"total about {plan.total_seconds:.0f} s (a typical rollout); "
         f"suggested maxStepDuration: {plan.suggested_max_step:.0f}s "
         f"(the rule has {a.max_step_duration:.0f}s)"
     )

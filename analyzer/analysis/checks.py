@@ -83,16 +83,23 @@ class CheckResult:
 
     @property
     def not_far_off(self) -> bool:
-        """A ratio shown within twice the tolerance (a looser non-inferiority, read from the
-        same interval, valid at every margin at once): what a step needs to advance on no
-        harm, so that a clearly slower canary is not given more traffic while harm is being
-        shown. Rate differences are exempt: with few errors their upper end stays wide for
-        hundreds of requests, and a clearly worse error rate shows harm within them."""
-        if self.ci is None or self.effect_kind != "ratio" or self.tolerance == 0:
+        """What a step needs to advance on no harm, so that a canary that looks worse is not
+        given more traffic while harm is still being shown: the estimate within the
+        tolerance, and for ratios the interval within twice it (a looser non-inferiority,
+        read from the same interval, valid at every margin at once). Rate differences are
+        held to their estimate only: with few errors their upper end stays wide for hundreds
+        of requests."""
+        if self.ci is None or self.effect is None or self.bound is None:
             return True
+        if self.effect_kind == "difference":
+            return self.effect <= self.bound
         if self.mirrored:
-            return self.ci[0] > 1 - 2 * self.tolerance
-        return self.ci[1] < 1 + 2 * self.tolerance
+            return self.effect >= self.bound and (
+                self.tolerance == 0 or self.ci[0] > 1 - 2 * self.tolerance
+            )
+        return self.effect <= self.bound and (
+            self.tolerance == 0 or self.ci[1] < 1 + 2 * self.tolerance
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Full result, for logs and notifications."""

@@ -9,8 +9,11 @@ steps and theta the standardized effect at the tolerance,
 - rates (errors, tail shares above a quantile): theta = d - tolerance, I = 1 / Var(d) with
   Var(d) = p (1 - p) (1 / n_c + 1 / n_b).
 
-A side is shown when |Z| exceeds c(I) (``critical_z``); the plan asks for it with 90%
-probability (Z's noise is one standard deviation: c(I) + 1.28), at the traffic the step gets.
+A side is shown when |Z| exceeds c(I) (``critical_z``); the plan asks for Z beyond c(I) + 1.28
+(Z's noise is one standard deviation), at the traffic the step gets. Measured against whole
+rollouts (bench/RESULTS.md): the plan's total is within 10% of the bench's median time to
+promote at 2, 20 and 50 req/s; the p90 is up to 1.4x it, which the suggested maxStepDuration
+(1.25x the longest step, rounded up to a minute) covers per step.
 Intermediate steps need ``minSamples`` per group after the warm-up (``advanceOn: no-harm``), or
 non-inferiority (``non-inferiority``); the last step before 100% needs every check shown
 within tolerance, pooled over the steps. The bench (bench/rollouts.py) measures how these
@@ -30,7 +33,7 @@ from analyzer.config import CheckSpec, RuleSpec
 from analyzer.stats.confidence import critical_z
 from analyzer.stats.sequential import DEFAULT_TAU_RATE, DEFAULT_TAU_SHIFT
 
-NOISE = 1.2816  # the 90% normal quantile: a step is sized for 9 rollouts in 10
+NOISE = 1.2816  # one-sided 90% normal quantile of Z's noise
 LONGEST = 7 * 24 * 3600.0
 
 
@@ -39,7 +42,7 @@ class StepPlan:
     percent: int
     canary_rps: float
     seconds: float
-    """What the step needs at 90%: at least minStepDuration, rounded up to the interval."""
+    """What the step needs: at least minStepDuration, rounded up to the interval."""
     detect_seconds: float
     """From the step's start, until the regression is shown at this step alone (median)."""
     waits_for: str

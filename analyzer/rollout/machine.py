@@ -13,7 +13,8 @@ Rules, in order of precedence:
 - Promotion to 100% needs a passing verdict (every check shown within its tolerance, on the
   evidence pooled over the steps) after ``minStepDuration``.
 - An intermediate step advances after ``minStepDuration`` on a pass, or, with ``advanceOn:
-  no-harm`` (the default), on no harm shown with ``minSamples`` per group.
+  no-harm`` (the default), on no harm shown with ``minSamples`` per group and no check
+  looking worse than its tolerance (``Verdict.no_harm``).
 - A pass (or an advance) resets the failure count; other verdicts neither count nor reset.
 - Past ``maxStepDuration`` without a pass, ``onInconclusive`` applies (hold: wait on, said once;
   rollback; pause). Missing data never promotes.

@@ -373,3 +373,25 @@ def test_columnar_replay_equals_the_per_line_replay(
     decisions, judgments, _, _, rejected = per_line
     assert decisions[-1][1] == ("rollback" if factor > 1 else "promote")  # type: ignore[index]
     assert len(judgments) >= 2 and rejected == {"not_json": 1, "missing_field.target": 1}  # type: ignore[arg-type]
+
+
+def test_the_warmup_guard_rolls_back_a_broken_canary_before_the_warmup_ends(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = simulated_log(canary_ttft_factor=5.0)
+    plain = fresh_demo(tmp_path / "plain")
+    guarded = fresh_demo(tmp_path / "guarded")
+    rule = (guarded / "rule.yaml").read_text()
+    (guarded / "rule.yaml").write_text(
+        rule.replace("onInconclusive: hold", "onInconclusive: hold\n    warmupGuard: {ratio: 3.0}")
+    )
+    without = replay(plain / "rule.yaml", log, capsys=capsys)["rollouts"][0]["decisions"]
+    with_guard = replay(guarded / "rule.yaml", log, capsys=capsys)["rollouts"][0]["decisions"]
+    start = without[0]["at"]
+    assert [d["action"] for d in without] == ["start", "hold", "rollback"]  # 2 failures
+    assert without[1]["at"] - start > 30  # the warm-up is no evidence...
+    assert [d["action"] for d in with_guard] == ["start", "rollback"]
+    assert with_guard[-1]["at"] - with_guard[0]["at"] < 30  # ...unless the guard is shown
+    assert "warm-up guard" in with_guard[-1]["reason"]
+    ttft = next(c for c in with_guard[-1]["checks"] if c["name"] == "ttft")
+    assert ttft["status"] == "fail" and ttft["ci"][0] > 3.0

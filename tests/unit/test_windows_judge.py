@@ -132,6 +132,22 @@ def test_a_step_with_no_harm_is_not_a_pass() -> None:
     assert not few.no_harm
 
 
+def test_a_canary_that_looks_worse_does_not_advance_on_no_harm() -> None:
+    """x1.25 on 250 canary samples: harm not shown yet, but the estimate is past the
+    tolerance and the interval reaches past twice it: the step waits for the evidence."""
+    w = windows()
+    feed(w, 2000, "b1", seed=1)
+    feed(w, 250, "c1", factor=1.25, seed=2)
+    v = judge([TTFT, ERRORS], AnalysisSpec(min_samples=200), [w])
+    ttft = v.checks[0]
+    assert ttft.status == "inconclusive" and ttft.effect is not None and ttft.effect > 1.1
+    assert not ttft.not_far_off and not v.no_harm
+    healthy = windows()
+    feed(healthy, 2000, "b1", seed=1)
+    feed(healthy, 250, "c1", seed=2)
+    assert judge([TTFT, ERRORS], AnalysisSpec(min_samples=200), [healthy]).no_harm
+
+
 def test_verdicts() -> None:
     w = windows()
     feed(w, 2000, "b1", seed=1)
