@@ -33,7 +33,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.events import AccessEvent, EventParser
+from analyzer.events import UNSET, AccessEvent, EventParser
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.integer[Any]]
@@ -244,7 +244,8 @@ class BatchParser:
         rows, unsure = self._decode_all(lines, self._model_decoder.decode)
         labels = Labels()
         codes = labels.encode(list(map(_MODEL, rows)))
-        wanted = labels.lookup(lambda name: not name or name in models, bool)[codes]
+        wanted = labels.lookup(lambda name: not name or name == UNSET or name in models, bool)
+        wanted = wanted[codes]
         self.parser.stats.ignored += int(wanted.size - np.count_nonzero(wanted))
         keep = np.zeros(len(lines), dtype=bool)
         keep[_decoded_at(len(lines), unsure)[wanted]] = True
@@ -336,7 +337,9 @@ class BatchParser:
         if models is not None:
             # Lines of models nobody watches are only counted; an empty model is malformed
             # (the per-line parser rejects it before looking at the model).
-            kind = labels.lookup(lambda name: 2 if not name else int(name in models), np.int8)
+            kind = labels.lookup(
+                lambda name: 2 if not name or name == UNSET else int(name in models), np.int8
+            )
             kinds = kind[model]
             self.parser.stats.ignored += int(np.count_nonzero(kinds == 0))
             slow.extend(where[kinds == 2].tolist())
@@ -365,7 +368,8 @@ class BatchParser:
             for arr in (prompt, completion):
                 ok &= np.isnan(arr) | (arr == np.floor(arr))
             ok &= np.isnan(status) | ((status >= 0) & (status <= 999))
-        ok &= labels.lookup(bool, bool)[model] & labels.lookup(bool, bool)[target]
+        named = labels.lookup(lambda name: bool(name) and name != UNSET, bool)
+        ok &= named[model] & named[target]  # else the per-line parser says missing_field
         if not ok.all():  # the per-line parser says why (or accepts what we were unsure of)
             slow.extend(where[~ok].tolist())
         keep = np.flatnonzero(ok)

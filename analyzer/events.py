@@ -93,6 +93,9 @@ class ParseStats:
 
 
 _MISSING = object()
+UNSET = "-"
+"""What Envoy's ``json_format`` writes for a value it does not have (a 503 ``UF`` line has
+``"response_duration":"-"``): missing, like null, never a malformed line."""
 
 
 def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
@@ -235,7 +238,8 @@ class EventParser:
     def _get(self, obj: dict[str, Any], name: str, required: bool) -> Any:
         entry = self._fields.get(name)
         value = entry[1](obj) if entry is not None else _MISSING
-        if value is _MISSING or value is None:
+        # Envoy's json_format writes an unset value as "-" (typed_json_format as null).
+        if value is _MISSING or value is None or value == UNSET:
             if required:
                 raise Rejected(f"missing_field.{name}")
             return None

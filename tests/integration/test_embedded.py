@@ -395,3 +395,27 @@ def test_the_warmup_guard_rolls_back_a_broken_canary_before_the_warmup_ends(
     assert "warm-up guard" in with_guard[-1]["reason"]
     ttft = next(c for c in with_guard[-1]["checks"] if c["name"] == "ttft")
     assert ttft["status"] == "fail" and ttft["ci"][0] > 3.0
+
+
+def _json_format(line: bytes) -> bytes:
+    """The same request as Envoy's json_format writes it: strings, and "-" for unset values
+    (a failed request has no response duration)."""
+    rec = orjson.loads(line)
+    if rec["response_code"] >= 500:
+        rec["response_duration"] = None
+        rec["completion_tokens"] = None
+    return orjson.dumps({k: "-" if v is None else str(v) for k, v in rec.items()})
+
+
+def test_envoy_json_format_replays_like_typed_json(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    typed = simulated_log(canary_ttft_factor=1.0, canary_error_rate=0.05)
+    text = tmp_path / "json_format.jsonl"
+    text.write_bytes(b"\n".join(_json_format(ln) for ln in typed.read_bytes().splitlines()))
+    a = replay(fresh_demo(tmp_path / "a") / "rule.yaml", typed, capsys=capsys)
+    b = replay(fresh_demo(tmp_path / "b") / "rule.yaml", text, capsys=capsys)
+    assert b["events"]["rejected"] == 0 and b["events"]["accepted"] == a["events"]["accepted"]
+    assert b["rollouts"][0]["phase"] == a["rollouts"][0]["phase"] == "RolledBack"
+    actions = [(d["at"], d["action"]) for d in a["rollouts"][0]["decisions"]]
+    assert [(d["at"], d["action"]) for d in b["rollouts"][0]["decisions"]] == actions

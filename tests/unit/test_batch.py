@@ -75,6 +75,15 @@ def test_messy_corpus_same_verdicts() -> None:
     _check(MESSY * 3)
 
 
+def test_envoy_json_format_lines_same_verdicts() -> None:
+    """Every value a string, unset ones "-" (Envoy json_format): both parsers agree."""
+    text = {k: str(v) for k, v in ENVOY.items()}
+    uf = {**text, "response_code": "503", "response_duration": "-", "completion_tokens": "-"}
+    lines = [orjson.dumps(r) for r in (text, uf, {**text, "target_model": "-"})]
+    lines.append(orjson.dumps({**text, "model": "-"}))
+    _check(lines * 700)  # several chunks, each with every kind
+
+
 def test_bad_lines_inside_large_batches_cost_only_their_chunk() -> None:
     good = orjson.dumps(ENVOY)
     lines = [good] * 2500

@@ -173,3 +173,37 @@ def test_parser_never_raises_and_accounts_for_every_line(lines: list[bytes]) -> 
                 assert v is None or (math.isfinite(v) and v >= 0)
     s = p.stats
     assert s.accepted + s.ignored + s.rejected == len(lines)
+
+
+def test_envoy_json_format_dashes_are_missing_values_not_malformed_lines() -> None:
+    """json_format writes every value as a string and an unset one as "-": a 503 with
+    response flag UF has no response duration, and still counts as a request and an error."""
+    p = EventParser(EventsSpec(preset="envoy-json"), ["lora-request"])
+    uf = _line(
+        response_code="503",
+        response_duration="-",
+        duration="12",
+        prompt_tokens="-",
+        completion_tokens="-",
+        finish_reason="-",
+        request_id="-",
+    )
+    e = p.parse_line(uf)
+    assert e is not None and p.stats.rejected == 0
+    assert (e.status, e.is_error, e.ttft, e.prompt_tokens, e.request_id) == (
+        503,
+        True,
+        None,
+        None,
+        None,
+    )
+    assert e.duration == pytest.approx(0.012)
+    ok = p.parse_line(_line(response_code="200", completion_tokens="51", prompt_tokens="100"))
+    assert ok is not None and (ok.status, ok.completion_tokens, ok.is_error) == (200, 51, False)
+    for field, reason in (
+        ("target_model", "missing_field.target"),
+        ("model", "missing_field.model"),
+    ):
+        before = p.stats.rejected
+        assert p.parse_line(_line(**{field: "-"})) is None
+        assert p.stats.rejected == before + 1 and p.last_rejection == reason
