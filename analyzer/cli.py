@@ -221,6 +221,7 @@ async def _summary(controllers: Sequence[RolloutController]) -> list[dict[str, A
                 "canary_percent": s.canary_percent if s else None,
                 "weights": weights,
                 "error": c.error,
+                "unattributed": dict(c.unattributed.most_common()),
                 "decisions": [
                     {
                         **{k: v for k, v in n.decision.to_json().items() if k != "checks"},
@@ -262,6 +263,10 @@ def _print_summary(rollouts: list[dict[str, Any]], out: TextIO) -> None:
         if r["error"]:
             print(f"  error: {r['error']}", file=out)
         print(f"  weights: {_weights(list(r['weights'].items()))}", file=out)
+        lost = r.get("unattributed") or {}
+        if lost:
+            named = ", ".join(f"{a or '(no adapter)'} {n}" for a, n in lost.items())
+            print(f"  unattributed: {sum(lost.values())} lines ({named})", file=out)
 
 
 # -- commands --

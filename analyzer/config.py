@@ -268,6 +268,13 @@ class AnalysisSpec(_Model):
         description="during warm-up, roll back at once when a check is shown this far beyond "
         "its baseline (off unless set)",
     )
+    max_unattributed: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="data-quality gate: when more than this share of the step's lines of the "
+        "model name no adapter of either group, the rollout holds instead of advancing",
+    )
     advance_on: Literal["no-harm", "non-inferiority"] = Field(
         default="no-harm",
         description="what lets an intermediate step advance: no harm shown with minSamples "

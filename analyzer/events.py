@@ -288,8 +288,9 @@ class EventParser:
         assert model is not None
         if self.models is not None and model not in self.models:
             return None
-        target = self._text(obj, "target", True)
-        assert target is not None
+        # A line of a watched model that names no adapter is kept: the rule counts it as
+        # unattributed (with the lines of adapters in neither group) instead of losing it.
+        target = self._text(obj, "target", False) or ""
         ts_spec = self._fields["timestamp"][0]
         ts = _timestamp(self._get(obj, "timestamp", True), ts_spec.format or "auto")
         status_raw = self._get(obj, "status", False)

@@ -272,6 +272,15 @@ class StepWindows:
         self.canary.add_columns(cols, rows[keep & (groups == 1)])
         self.baseline.add_columns(cols, rows[keep & (groups == 0)])
 
+    def unattributed_share(self) -> float:
+        """Share of the step's lines of the rule's model that no group claims (no adapter
+        named, or an adapter in neither group)."""
+        lost = sum(self.unrouted.values())
+        seen = lost + sum(
+            g.requests for g in (self.baseline, self.canary, self.warm_baseline, self.warm_canary)
+        )
+        return lost / seen if seen else 0.0
+
     def warm_view(self) -> StepWindows:
         """The warm-up windows as a step of their own (for the warm-up guard)."""
         view = StepWindows(

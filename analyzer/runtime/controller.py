@@ -224,7 +224,7 @@ class RolloutController:
                 state, actions = machine.on_warmup_guard(self.state, verdict, now)
             else:
                 state, actions = machine.on_verdict(self.state, verdict, self.spec.analysis, now)
-            refusal = await self._ask_gates(obj, state, actions)
+            refusal = self._data_quality(actions) or await self._ask_gates(obj, state, actions)
             if refusal is not None:
                 if refusal != self._gate_refusal:  # say it once, not every interval
                     self._gate_refusal = refusal
@@ -311,6 +311,34 @@ class RolloutController:
         ]
         verdict = settle([evaluate(c, [view], 1) for c in checks], self.spec.analysis)
         return verdict if verdict.status == "fail" else None
+
+    @property
+    def unattributed(self) -> Counter[str]:
+        """Lines of the rule's model over the rollout's steps that no group claims, by the
+        adapter they named ("" for none)."""
+        total: Counter[str] = Counter()
+        for w in [*self.strata, *([self.windows] if self.windows else [])]:
+            total.update(w.unrouted)
+        return total
+
+    def _data_quality(self, actions: list[RolloutAction]) -> str | None:
+        """Why the step may not advance on the data it read, if it may not."""
+        w = self.windows
+        moving = any(
+            isinstance(a, Announce) and a.decision.action in ("advance", "promote") for a in actions
+        )
+        if not moving or w is None:
+            return None
+        share = w.unattributed_share()
+        limit = self.spec.analysis.max_unattributed
+        if share <= limit:
+            return None
+        named = ", ".join(f"{a or '(none)'}: {n}" for a, n in w.unrouted.most_common(5))
+        return (
+            f"data quality: {share:.1%} of this step's {self.spec.model} lines name no adapter "
+            f"of either group (limit {limit:.0%}; {named}); fix the access log's adapter field "
+            "or the rule's groups"
+        )
 
     async def _ask_gates(
         self, obj: RoutedObject, state: RolloutState, actions: list[RolloutAction]

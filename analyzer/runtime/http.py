@@ -78,7 +78,14 @@ class DaemonCollector(Collector):
         decisions = CounterMetricFamily(
             "canary_analyzer_decisions", "Decisions by action", labels=["rule", "action"]
         )
+        unattributed = CounterMetricFamily(
+            "canary_analyzer_unattributed_lines",
+            "Lines of a rule's model naming no adapter of either group, over the rollout",
+            labels=["rule", "adapter"],
+        )
         for c in o.controllers:
+            for adapter, n in sorted(c.unattributed.items()):
+                unattributed.add_metric([c.name, adapter], n)
             for (check, status), n in sorted(c.judgments.items()):
                 judgments.add_metric([c.name, check, status], n)
             if c.last_verdict is not None:
@@ -98,7 +105,7 @@ class DaemonCollector(Collector):
                 counted[d.action] = counted.get(d.action, 0) + 1
             for action, n in sorted(counted.items()):
                 decisions.add_metric([c.name, action], n)
-        yield from (judgments, p_values, effects, weights, phase, step, decisions)
+        yield from (judgments, p_values, effects, weights, phase, step, decisions, unattributed)
         deliveries = CounterMetricFamily(
             "canary_analyzer_notifications",
             "Notifications by destination and outcome",

@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import json
 import random
+import re
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -134,7 +135,7 @@ def test_malformed_lines_are_reported_and_decisions_still_made(
         [
             (lambda ln: ln[: len(ln) // 2], "not_json"),
             (lambda ln: b'"a string"', "not_object"),
-            (lambda ln: ln.replace(b'"target_model"', b'"other_key"'), "missing_field.target"),
+            (lambda ln: ln.replace(b'"start_time"', b'"other_key"'), "missing_field.timestamp"),
             (
                 lambda ln: ln.replace(b'"response_duration":', b'"response_duration":-'),
                 "negative_value.ttft",
@@ -372,7 +373,7 @@ def test_columnar_replay_equals_the_per_line_replay(
     assert per_line == columnar
     decisions, judgments, _, _, rejected = per_line
     assert decisions[-1][1] == ("rollback" if factor > 1 else "promote")  # type: ignore[index]
-    assert len(judgments) >= 2 and rejected == {"not_json": 1, "missing_field.target": 1}  # type: ignore[arg-type]
+    assert len(judgments) >= 2 and rejected == {"not_json": 1, "missing_field.timestamp": 1}  # type: ignore[arg-type]
 
 
 def test_the_warmup_guard_rolls_back_a_broken_canary_before_the_warmup_ends(
@@ -419,3 +420,39 @@ def test_envoy_json_format_replays_like_typed_json(
     assert b["rollouts"][0]["phase"] == a["rollouts"][0]["phase"] == "RolledBack"
     actions = [(d["at"], d["action"]) for d in a["rollouts"][0]["decisions"]]
     assert [(d["at"], d["action"]) for d in b["rollouts"][0]["decisions"]] == actions
+
+
+def test_lines_naming_no_adapter_are_unattributed_and_the_data_quality_gate_holds(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """30% of a healthy log's lines name no adapter ("-", null, or one in neither group):
+    counted per rule, and the rollout holds instead of advancing on that data."""
+    lines = simulated_log(canary_ttft_factor=1.0).read_bytes().splitlines()
+    names = itertools.cycle([b'"-"', b"null", b'"other-lora"'])
+    dirty = [
+        re.sub(rb'"target_model":"[^"]*"', b'"target_model":' + next(names), ln)
+        if i % 10 < 3
+        else ln
+        for i, ln in enumerate(lines)
+    ]
+    log = tmp_path / "unattributed.jsonl"
+    log.write_bytes(b"\n".join(dirty) + b"\n")
+    doc = replay(fresh_demo(tmp_path / "w") / "rule.yaml", log, capsys=capsys)
+    r = doc["rollouts"][0]
+    assert doc["events"]["rejected"] == 0 and doc["events"]["accepted"] == len(lines)
+    assert set(r["unattributed"]) == {"", "other-lora"}
+    actions = [d["action"] for d in r["decisions"]]
+    assert "advance" not in actions and "promote" not in actions
+    hold = next(d for d in r["decisions"] if d["action"] == "hold")
+    assert "data quality" in hold["reason"] and "name no adapter" in hold["reason"]
+    clean = replay(
+        fresh_demo(tmp_path / "c") / "rule.yaml", lines_log(tmp_path, lines), capsys=capsys
+    )
+    assert clean["rollouts"][0]["unattributed"] == {}
+    assert clean["rollouts"][0]["phase"] == "Succeeded"
+
+
+def lines_log(tmp_path: Path, lines: list[bytes]) -> Path:
+    log = tmp_path / "clean.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    return log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from tests.promserver import free_port
 def test_endpoints_report_a_rollout(tmp_path: Path, simulated_log: Callable[..., Path]) -> None:
     work = fresh_demo(tmp_path)
     lines = simulated_log(canary_ttft_factor=1.0).read_bytes().splitlines()
+    # 20 lines naming no adapter, early in the first step: counted, too few to hold it.
+    lines[100:100] = [re.sub(rb'"target_model":"[^"]*"', b'"target_model":"-"', lines[100])] * 20
     lines.append(b"not json")
 
     async def go() -> tuple[str, int, dict[str, object], int, dict[str, object]]:
@@ -57,6 +60,7 @@ def test_endpoints_report_a_rollout(tmp_path: Path, simulated_log: Callable[...,
         'canary_analyzer_rollout_phase{phase="Progressing",rule="lora-request-canary"} 0.0',
         'canary_analyzer_canary_percent{rule="lora-request-canary"} 100.0',
         'canary_analyzer_weight{adapter="tweet-summary",rule="lora-request-canary"} 20.0',
+        'canary_analyzer_unattributed_lines_total{adapter="",rule="lora-request-canary"} 20.0',
         "canary_analyzer_leader 1.0",
         "canary_analyzer_rule_errors 0.0",
     ]

@@ -106,7 +106,7 @@ def test_malformed_records_are_counted_and_dead_lettered(
     broker: Broker, tmp_path: Path, simulated_log: Callable[..., Path]
 ) -> None:
     lines = simulated_log(canary_ttft_factor=1.0).read_bytes().splitlines()[:600]
-    bad = [b"{not json", b'"a string"', lines[0].replace(b'"target_model"', b'"x"')]
+    bad = [b"{not json", b'"a string"', lines[0].replace(b'"start_time"', b'"x"')]
     topic, dlq = f"logs-{uuid.uuid4().hex[:6]}", f"dlq-{uuid.uuid4().hex[:6]}"
 
     async def go() -> tuple[dict[str, int], list[tuple[bytes, dict[str, bytes]]]]:
@@ -151,9 +151,9 @@ def test_malformed_records_are_counted_and_dead_lettered(
         return dict(engine.stats.rejected_by_reason), got
 
     reasons, dead = asyncio.run(go())
-    assert reasons == {"not_json": 2, "not_object": 1, "missing_field.target": 1}
+    assert reasons == {"not_json": 2, "not_object": 1, "missing_field.timestamp": 1}
     assert sorted(h["reason"] for _, h in dead) == [
-        b"missing_field.target",
+        b"missing_field.timestamp",
         b"not_json",
         b"not_json",
         b"not_object",

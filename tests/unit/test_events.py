@@ -90,12 +90,10 @@ def test_timestamp_autodetect(value: object, expected: float) -> None:
     [
         (b"not json", "not_json"),
         (b"[1, 2]", "not_object"),
-        (_line(target_model=None), "missing_field.target"),
         (
             orjson.dumps({k: v for k, v in ENVOY.items() if k != "start_time"}),
             "missing_field.timestamp",
         ),
-        (_line(target_model=""), "missing_field.target"),
         (_line(target_model=["a"]), "wrong_type.target"),
         (_line(response_duration=-1), "negative_value.ttft"),
         (_line(duration="NaN"), "non_finite.duration"),
@@ -200,10 +198,15 @@ def test_envoy_json_format_dashes_are_missing_values_not_malformed_lines() -> No
     assert e.duration == pytest.approx(0.012)
     ok = p.parse_line(_line(response_code="200", completion_tokens="51", prompt_tokens="100"))
     assert ok is not None and (ok.status, ok.completion_tokens, ok.is_error) == (200, 51, False)
-    for field, reason in (
-        ("target_model", "missing_field.target"),
-        ("model", "missing_field.model"),
-    ):
-        before = p.stats.rejected
-        assert p.parse_line(_line(**{field: "-"})) is None
-        assert p.stats.rejected == before + 1 and p.last_rejection == reason
+    before = p.stats.rejected
+    assert p.parse_line(_line(model="-")) is None
+    assert p.stats.rejected == before + 1 and p.last_rejection == "missing_field.model"
+
+
+@pytest.mark.parametrize("target", [None, "", "-"])
+def test_a_line_naming_no_adapter_is_kept_for_the_rule_to_count(target: object) -> None:
+    p = EventParser(EventsSpec(preset="envoy-json"), ["lora-request"])
+    e = p.parse_line(_line(target_model=target))
+    assert e is not None and e.target == "" and p.stats.rejected == 0
+    without = orjson.dumps({k: v for k, v in ENVOY.items() if k != "target_model"})
+    assert (e2 := p.parse_line(without)) is not None and e2.target == ""
