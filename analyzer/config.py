@@ -369,7 +369,12 @@ _TEMPLATE_RE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
 
 PROMETHEUS_PRESETS: dict[str, dict[str, Any]] = {
     # Pool health guards (vLLM metrics carry no adapter label: they guard the whole pool).
-    "vllm-kv-cache": {"test": "threshold", "query": "max(vllm:gpu_cache_usage_perc)"},
+    # vLLM renamed gpu_cache_usage_perc to kv_cache_usage_perc; the old name is the fallback
+    # for older servers (a guard on a name that no longer exists would be nodata forever).
+    "vllm-kv-cache": {
+        "test": "threshold",
+        "query": "max(vllm:kv_cache_usage_perc) or max(vllm:gpu_cache_usage_perc)",
+    },
     "vllm-queue": {"test": "threshold", "query": "max(vllm:num_requests_waiting)"},
     "vllm-error-share": {
         "test": "threshold",

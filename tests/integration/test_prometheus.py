@@ -86,6 +86,8 @@ def run_check(
 
 def test_threshold_passes_and_fails_on_known_data(prom: PrometheusServer) -> None:
     end = prom.data.end
+    # The test server has only the pre-rename name: the preset's fallback reads it.
+    assert "vllm:kv_cache_usage_perc" in (check(preset="vllm-kv-cache", max=1).resolved_query or "")
     ok = run_check(prom, "m", check(preset="vllm-kv-cache", max=0.99), end, end - 600)
     assert ok.status == "pass" and ok.effect == pytest.approx(0.95)
     hot = run_check(prom, "m", check(preset="vllm-kv-cache", max=0.9), end, end - 600)
