@@ -144,6 +144,22 @@ class ProgressListener:
 # -- building --
 
 
+def _unreadable(events: str) -> str | None:
+    """Why the access log cannot be read, as one line that says what to do; None if it can."""
+    if events == "-":
+        return None
+    path = Path(events)
+    if not path.exists():
+        return f"error: --events {events}: no such file; give a JSONL access log (.gz ok) or -"
+    if not path.is_file():
+        return f"error: --events {events}: not a file; give a JSONL access log (.gz ok) or -"
+    try:
+        with path.open("rb"):
+            return None
+    except OSError as exc:
+        return f"error: --events {events}: {exc.strerror}; check its permissions"
+
+
 def _load_or_exit(paths: Sequence[str]) -> list[LoadedRule]:
     rules, errors = load_rules([Path(p) for p in paths])
     if errors:
@@ -508,6 +524,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         _print_summary(rollouts, sys.stdout)
         return 1 if any(r["name"] == "daemon" for r in rollouts) else 0
+    if not rule_paths and events:
+        print(
+            "error: --events needs --rules: say which rule judges this log "
+            "(run with neither for the bundled demo)",
+            file=sys.stderr,
+        )
+        return 2
     if not rule_paths:
         demo = _demo_dir(args.workdir)
         print(f"demo: rules, manifest and access log copied to {demo}")
@@ -515,6 +538,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         events = events or str(demo / "access-log.jsonl.gz")
     if not events:
         print("--events FILE|- is required with --rules", file=sys.stderr)
+        return 2
+    if (problem := _unreadable(events)) is not None:
+        print(problem, file=sys.stderr)
         return 2
     rules = _load_or_exit(rule_paths)
     for loaded in rules:
@@ -542,6 +568,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
+    if (problem := _unreadable(args.events)) is not None:
+        print(problem, file=sys.stderr)
+        return 2
     rules = _load_or_exit(args.rules)
     engine, controllers, _ = asyncio.run(_run_file(rules, args.events, args.dry_run, None))
     rollouts = asyncio.run(_summary(controllers))
@@ -768,7 +797,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--log-level", default="warning")
+        sp.add_argument(
+            "--log-level",
+            type=str.lower,
+            choices=["debug", "info", "warning", "error", "critical"],
+            default="warning",
+            help="structured logs on stderr at this level and above (default: %(default)s)",
+        )
         sp.add_argument("--log-format", choices=["auto", "console", "json"], default="auto")
         sp.add_argument("--dry-run", action="store_true", help="decide and report, write nothing")
 

@@ -100,3 +100,24 @@ def test_invalid_rules_refuse_to_run(tmp_path: Path, capsys: pytest.CaptureFixtu
         main(["replay", "--rules", str(bad), "--events", str(DEMO / "access-log.jsonl.gz")])
     assert exc.value.code == 2
     assert "spec.steps: the last step must be 100" in capsys.readouterr().err
+
+
+def test_input_errors_are_one_line_with_the_fix_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rule = str(DEMO / "rule.yaml")
+    missing = str(tmp_path / "nope.jsonl")
+    cases = [
+        (["replay", "--rules", rule, "--events", missing], "no such file"),
+        (["run", "--rules", rule, "--events", missing], "no such file"),
+        (["run", "--rules", rule, "--events", str(tmp_path)], "not a file"),
+        (["run", "--events", missing], "--events needs --rules"),
+    ]
+    for argv, words in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as usage:
+        main(["run", "--log-level", "bogus"])
+    assert usage.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err
+    assert main(["replay", "--rules", rule, "--events", missing, "--log-level", "INFO"]) == 2
