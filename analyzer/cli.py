@@ -293,6 +293,10 @@ async def _run_file(
 ) -> tuple[Engine, list[RolloutController], ProgressListener | None]:
     listener = ProgressListener(progress) if progress else None
     controllers = _controllers(rules, dry_run, listener)
+    # After the rules and their secrets: what is wrong with them is the first thing to say.
+    if (problem := _unreadable(events)) is not None:
+        print(problem, file=sys.stderr)
+        raise SystemExit(2)
     engine = Engine(controllers)
     for batch in iter_batches(events):
         await engine.feed_batch(batch)
@@ -539,9 +543,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not events:
         print("--events FILE|- is required with --rules", file=sys.stderr)
         return 2
-    if (problem := _unreadable(events)) is not None:
-        print(problem, file=sys.stderr)
-        return 2
     rules = _load_or_exit(rule_paths)
     for loaded in rules:
         print(
@@ -568,9 +569,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
-    if (problem := _unreadable(args.events)) is not None:
-        print(problem, file=sys.stderr)
-        return 2
     rules = _load_or_exit(args.rules)
     engine, controllers, _ = asyncio.run(_run_file(rules, args.events, args.dry_run, None))
     rollouts = asyncio.run(_summary(controllers))
