@@ -25,6 +25,7 @@ import orjson
 from kubernetes_asyncio.client import ApiClient
 
 from analyzer import __version__, plancmd
+from analyzer.analysis.checks import deciding_p
 from analyzer.analysis.judge import Verdict
 from analyzer.config import LoadedRule, json_schema, load_rules
 from analyzer.notify.delivery import DeliveryQueue
@@ -79,12 +80,8 @@ def _check_brief(c: dict[str, Any]) -> str:
         shown = f"x{eff:.3f}" + (f" [{ci[0]:.2f},{ci[1]:.2f}]" if ci else "")
     else:
         shown = f"{eff:+.4f}" + (f" [{ci[0]:+.3f},{ci[1]:+.3f}]" if ci else "")
-    # The p of the side that decided: non-inferiority for a pass, harm (corrected) otherwise.
-    if c["status"] == "pass":
-        p = c.get("p_within")
-    else:
-        p = c.get("p_adjusted") if c.get("p_adjusted") is not None else c.get("p_value")
-    ptxt = f" p={p:.2g}" if p is not None and c["status"] in ("pass", "fail") else ""
+    p = deciding_p(c)
+    ptxt = f" p={p:.2g}" if p is not None else ""
     return f"{c['name']} {shown}{ptxt} {c['status']}"
 
 

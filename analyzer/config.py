@@ -337,6 +337,12 @@ class CheckSpec(_Model):
         description="sequential mode: the effect size it is tuned to detect fastest",
     )
 
+    @property
+    def compares_shares(self) -> bool:
+        """The effect is a difference of shares (error rate, share above a quantile), not a
+        latency ratio."""
+        return self.metric == "error_rate" or self.test == "exceedance"
+
     @model_validator(mode="after")
     def _test_fits_metric(self) -> CheckSpec:
         if self.metric == "error_rate" and self.test != "proportion":

@@ -19,7 +19,7 @@ Must not: aggregate checks or decide the rollout (that is judge.py and rollout/)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -194,15 +194,26 @@ def explain(r: CheckResult, status: CheckStatus) -> str:
     return f"{r.metric} not yet shown within or beyond {bound}: {shown}{pooled}"
 
 
+def deciding_p(check: Mapping[str, Any]) -> float | None:
+    """The p of the side that decided, from a check's JSON: non-inferiority for a pass, harm
+    (corrected) for a fail; none for an undecided check, whose p-values decide nothing."""
+    if check["status"] == "pass":
+        return check.get("p_within")
+    if check["status"] == "fail":
+        p = check.get("p_adjusted")
+        return p if p is not None else check.get("p_value")
+    return None
+
+
 def effect_bound(check: CheckSpec) -> float:
-    if check.metric == "error_rate" or check.test == "exceedance":
+    if check.compares_shares:
         return check.tolerance
     return 1 + check.tolerance if check.direction == "increase" else 1 - check.tolerance
 
 
 def guarded_tolerance(check: CheckSpec, guard: WarmupGuard) -> float:
     """The tolerance a warm-up guard applies to ``check``: only far-off canaries fail it."""
-    if check.metric == "error_rate" or check.test == "exceedance":
+    if check.compares_shares:
         return guard.error_rate
     return guard.ratio - 1 if check.direction == "increase" else 1 - 1 / guard.ratio
 
@@ -221,7 +232,7 @@ def evaluate(check: CheckSpec, strata: Sequence[StepWindows], min_samples: int) 
     for w in strata:
         w.flush()
     nb, nc = _counts(check, current.baseline), _counts(check, current.canary)
-    is_rate = check.metric == "error_rate" or check.test == "exceedance"
+    is_rate = check.compares_shares
     result = CheckResult(
         name=check.name,
         metric=check.metric,

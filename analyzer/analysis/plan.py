@@ -16,8 +16,7 @@ promote at 2, 20 and 50 req/s; the p90 is up to 1.4x it, which the suggested max
 (1.25x the longest step, rounded up to a minute) covers per step.
 Intermediate steps need ``minSamples`` per group after the warm-up (``advanceOn: no-harm``), or
 non-inferiority (``non-inferiority``); the last step before 100% needs every check shown
-within tolerance, pooled over the steps. The bench (bench/rollouts.py) measures how these
-estimates compare with whole rollouts.
+within tolerance, pooled over the steps.
 
 Must not: read files or clocks, or look at live evidence.
 """
@@ -62,7 +61,7 @@ class RulePlan:
         return sum(s.seconds for s in self.steps)
 
 
-def _theta(check: CheckSpec, sigma: float, error_rate: float, factor: float) -> float:
+def _theta(check: CheckSpec, sigma: float, factor: float) -> float:
     """Standardized effect at the tolerance when the canary's TTFT is x``factor``."""
     if check.metric == "error_rate":
         return -check.tolerance
@@ -76,16 +75,14 @@ def _theta(check: CheckSpec, sigma: float, error_rate: float, factor: float) -> 
 
 def _info_rate(check: CheckSpec, rc: float, rb: float, error_rate: float) -> float:
     """Information per second of evidence at canary/baseline rates rc, rb (requests/s)."""
-    if check.metric == "error_rate" or check.test == "exceedance":
+    if check.compares_shares:
         p = error_rate if check.metric == "error_rate" else 1 - (check.quantile or 0.99)
         return 1.0 / (p * (1 - p) * (1 / rc + 1 / rb))
-    ok = 1 - error_rate
-    return 12.0 * (rc * ok) * (rb * ok) / ((rc + rb) * ok)
+    return 12.0 * rc * rb * (1 - error_rate) / (rc + rb)  # latencies: successes only
 
 
 def _tau(check: CheckSpec) -> float:
-    rate = check.metric == "error_rate" or check.test == "exceedance"
-    return check.tau or (DEFAULT_TAU_RATE if rate else DEFAULT_TAU_SHIFT)
+    return check.tau or (DEFAULT_TAU_RATE if check.compares_shares else DEFAULT_TAU_SHIFT)
 
 
 def _shown(check: CheckSpec, info: float, theta: float, margin: float) -> bool:
@@ -114,7 +111,7 @@ def plan_rule(
     ttft = next((c for c in checks if c.test == "mann-whitney"), None)
     factor = regression or 1 + (ttft.tolerance if ttft else 0.1) + 0.1
     judged = [p for p in spec.steps if p < 100] or spec.steps[:1]
-    pooled = dict.fromkeys(range(len(checks)), 0.0)
+    pooled = [0.0] * len(checks)  # information per check from the steps before this one
     plans: list[StepPlan] = []
     warnings: list[str] = []
     for k, percent in enumerate(judged):
@@ -126,7 +123,7 @@ def plan_rule(
         if last:
             for i, c in enumerate(checks):
                 rate = _info_rate(c, rc, rb, error_rate)
-                theta = _theta(c, sigma, error_rate, 1.0)
+                theta = _theta(c, sigma, 1.0)
                 lo, hi = 0.0, LONGEST
                 if not _shown(c, pooled[i] + rate * hi, theta, NOISE):
                     lo = hi
@@ -141,7 +138,7 @@ def plan_rule(
         detect = math.inf
         if ttft is not None:
             rate = _info_rate(ttft, rc, rb, error_rate)
-            theta = _theta(ttft, sigma, error_rate, factor)
+            theta = _theta(ttft, sigma, factor)
             for step in range(1, int(LONGEST / a.interval)):
                 s = step * a.interval
                 if s > a.warmup and _shown(ttft, rate * (s - a.warmup), theta, 0.0):

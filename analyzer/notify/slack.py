@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 
+from analyzer.analysis.checks import deciding_p
 from analyzer.notify.base import Notification
 from analyzer.notify.delivery import DeliveryError
 from analyzer.notify.http import post_json
@@ -66,13 +67,7 @@ def evidence_lines(checks: tuple[dict[str, Any], ...]) -> list[str]:
         eff = _number(c.get("effect"), fmt) + ("x" if ratio and c.get("effect") else "")
         ci = c.get("ci")
         interval = f"[{_number(ci[0], fmt)}, {_number(ci[1], fmt)}]" if ci else ""
-        # The p of the side that decided: non-inferiority for a pass, harm otherwise.
-        if c["status"] == "pass":
-            p = c.get("p_within")
-        elif c["status"] == "fail":
-            p = c.get("p_adjusted") if c.get("p_adjusted") is not None else c.get("p_value")
-        else:
-            p = None
+        p = deciding_p(c)
         verdict = c["status"].upper() if c["status"] == "fail" else c["status"]
         if c.get("dry_run"):
             verdict += " (dry run)"
