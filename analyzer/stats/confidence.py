@@ -48,8 +48,7 @@ from typing import Literal
 import numpy as np
 from scipy import special
 
-from analyzer.stats.histogram import FloatArray, LogHistogram
-from analyzer.stats.mannwhitney import exact_correlation
+from analyzer.stats.histogram import FloatArray, LogHistogram, exact_correlation
 from analyzer.stats.rates import restricted_mle
 from analyzer.stats.sequential import error_share_log_lr, mixture_p
 

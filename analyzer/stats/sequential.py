@@ -33,14 +33,9 @@ from __future__ import annotations
 
 import math
 
-from scipy import special
-
-from analyzer.stats.mannwhitney import ShiftResult
-from analyzer.stats.rates import RateResult, restricted_mle
-
 DEFAULT_TAU_SHIFT = 0.08
 """A canary that loses 58/42 of the comparisons to the (scaled) baseline (chosen by
-bench/detection.py: about 1.2x TTFT at sigma 0.5, the effect an SRE most wants caught fast)."""
+bench/detection.py, since retired for bench/rollouts.py: about 1.2x TTFT at sigma 0.5, the effect an SRE most wants caught fast)."""
 DEFAULT_TAU_RATE = 0.01
 """One percentage point of extra errors."""
 
@@ -52,19 +47,6 @@ def mixture_p(z: float, information: float, tau: float) -> float:
     r = tau * tau * information
     log_lambda = -0.5 * math.log1p(r) + r * z * z / (2.0 * (1.0 + r))
     return min(1.0, 0.5 * math.exp(-log_lambda))
-
-
-def shift_information(n_baseline: int, n_canary: int) -> float:
-    """Information about P(X > Y) - 1/2 carried by the U statistic (untied)."""
-    n = n_baseline + n_canary
-    return 12.0 * n_baseline * n_canary / (n + 1) if n_baseline and n_canary else 0.0
-
-
-def sequential_shift_p(result: ShiftResult, tau: float = DEFAULT_TAU_SHIFT) -> float:
-    z = result.z
-    if z is None:  # exact small-sample p: its normal score carries the same evidence
-        z = -float(special.ndtri(result.p_value)) if result.p_value < 1 else 0.0
-    return mixture_p(z, shift_information(result.n_baseline, result.n_canary), tau)
 
 
 ERROR_SHARE_PRIOR = 10.0
@@ -85,27 +67,3 @@ def error_share_log_lr(errors_canary: int, errors_total: int, share: float) -> f
     )
     log_null = x * math.log(share) + (n - x) * math.log1p(-share)
     return log_mix - log_null
-
-
-def error_share_p(errors_canary: int, errors_total: int, share: float) -> float:
-    """Exact always-valid p that the canary's share of the errors exceeds its traffic share."""
-    if errors_total == 0 or not 0 < share < 1 or errors_canary <= share * errors_total:
-        return 1.0
-    return min(1.0, math.exp(-error_share_log_lr(errors_canary, errors_total, share)))
-
-
-def sequential_rate_p(result: RateResult, tolerance: float, tau: float = DEFAULT_TAU_RATE) -> float:
-    """Always-valid p for H0: p_canary - p_baseline <= tolerance.
-
-    The larger of the score-statistic mixture (which knows the margin) and the exact
-    error-share mixture (which knows small counts).
-    """
-    x1, n1 = result.errors_canary, result.n_canary
-    x2, n2 = result.errors_baseline, result.n_baseline
-    p1_t, p2_t = restricted_mle(x1, n1, x2, n2, tolerance)
-    var = p1_t * (1 - p1_t) / n1 + p2_t * (1 - p2_t) / n2
-    if var <= 0:
-        return 1.0
-    z = (x1 / n1 - x2 / n2 - tolerance) / math.sqrt(var)
-    share = n1 / (n1 + n2)
-    return max(mixture_p(z, 1.0 / var, tau), error_share_p(x1, x1 + x2, share))
