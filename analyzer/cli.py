@@ -296,7 +296,7 @@ async def _run_file(
         raise SystemExit(2)
     engine = Engine(controllers)
     for batch in iter_batches(events):
-        await engine.feed_batch(batch)
+        await engine.feed_lines(batch)
         if listener is not None:
             listener.flush(controllers)
         if engine.finished:
@@ -631,7 +631,7 @@ async def _simulate(args: argparse.Namespace, rules: list[LoadedRule]) -> list[d
             lines.sort(key=_line_time)
             if record is not None:
                 record.writelines(line + b"\n" for line in lines)
-            await engine.feed_batch(lines)
+            await engine.feed_lines(lines)
             listener.flush(controllers)
             t += 1.0
             await engine.advance(t)

@@ -17,7 +17,7 @@ import numpy as np
 
 from analyzer.analysis.plan import RulePlan, plan_rule
 from analyzer.config import RuleSpec, load_rules
-from analyzer.events import EventParser
+from analyzer.events.lineparser import EventParser
 
 
 def add_parser(rsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

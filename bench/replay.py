@@ -67,7 +67,7 @@ async def _replay(path: Path, work: Path) -> tuple[int, str]:
     controller = RolloutController(rules[0], make_router(rules[0]), NoopNotifier())
     engine = Engine([controller])
     for batch in iter_batches(path):
-        await engine.feed_batch(batch)
+        await engine.feed_lines(batch)
     await engine.finish()
     phase = controller.state.phase if controller.state else "none"
     return engine.stats.accepted, phase

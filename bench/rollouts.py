@@ -6,7 +6,7 @@ alpha 0.01, failureThreshold 2, warm-up 30 s) from a 50/50 InferenceModel, with 
 gateway (bench/traffic.py). Every second of event time the gateway sends the requests of that
 second, split by the canary share the judge last wrote, and the judge sees them:
 
-  canary-analyzer  the product: Envoy JSON lines through ``Engine.feed_batch`` (the daemon's
+  canary-analyzer  the product: Envoy JSON lines through ``Engine.feed_lines`` (the daemon's
                    parser and columns), ``RolloutController`` and the file router writing the
                    manifest; the gateway re-reads the manifest after every decision;
   kayenta-style    per step, 1-minute analysis of 10-second medians / error rates per group,
@@ -119,7 +119,7 @@ async def _product(scenario: Scenario, rps: float, seed: int, work: Path) -> Out
     while t < limit:
         sec = gateway.second(t, share, t - changed)
         canary_sent += int(sec.canary.sum())
-        await engine.feed_batch(lines(sec, spec.model, spec.baseline, spec.canary))
+        await engine.feed_lines(lines(sec, spec.model, spec.baseline, spec.canary))
         t += 1.0
         decisions = controller.decisions
         if len(decisions) == seen:

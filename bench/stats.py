@@ -8,7 +8,7 @@
     |p_fixed - p_scipy| (the same statistic read at a fixed horizon, to show the binning's
     accuracy; the judge reads it sequentially).
 (2) Resident memory of one step's windows (both groups, every metric) after folding 10^6 and
-    10^7 events through the windows' batch fold, measured in one process.
+    10^7 events through the windows' fold, measured in one process.
 
 Run: python bench/stats.py [--max-exp 7]
 """
@@ -23,7 +23,8 @@ import time
 import numpy as np
 from scipy import stats as sps
 
-from analyzer.analysis.windows import METRICS, StepWindows
+from analyzer.analysis.windows import StepWindows
+from analyzer.events.columns import Columns, Labels
 from analyzer.stats.confidence import PairwiseDifferences, shift_evidence
 from analyzer.stats.histogram import LogHistogram
 from analyzer.stats.sequential import DEFAULT_TAU_SHIFT
@@ -67,7 +68,27 @@ def rank_tests(max_exp: int) -> None:
         )
 
 
+def _batch(rng: np.random.Generator, n: int, start: float) -> Columns:
+    """n requests, alternately to the baseline and the canary adapter, one per millisecond."""
+    labels = Labels()
+    model, baseline, canary = labels["m"], labels["b"], labels["c"]
+    ttft = rng.lognormal(-1.4, 0.5, n)
+    return Columns(
+        index=np.arange(n),
+        timestamp=start + np.arange(n) * 1e-3,
+        labels=labels,
+        model=np.full(n, model, dtype=np.int32),
+        target=np.where(np.arange(n) % 2 == 0, baseline, canary).astype(np.int32),
+        is_error=np.zeros(n, dtype=bool),
+        ttft=ttft,
+        duration=ttft * 4,
+        prompt_tokens=np.full(n, 200.0),
+        completion_tokens=np.full(n, 50.0),
+    )
+
+
 def window_memory() -> None:
+    """Through the windows' fold, as the engine folds a batch."""
     rng = np.random.default_rng(0)
     windows = StepWindows(frozenset({"b"}), frozenset({"c"}), 0.0)
     gc.collect()
@@ -76,16 +97,11 @@ def window_memory() -> None:
     marks = {10**6: 0.0, 10**7: 0.0}
     chunk = 200_000
     while folded < 10**7:
-        values = rng.lognormal(-1.4, 0.5, chunk)
-        for group in (windows.baseline, windows.canary):
-            group.requests += chunk // 2
-            for metric in METRICS:
-                w = group.metrics[metric]
-                w.pending.extend(values[: chunk // 2].tolist())
-                w.flush()
+        batch = _batch(rng, chunk, 1.7e9 + folded * 1e-3)
+        windows.fold(batch, np.arange(chunk))
         folded += chunk
+        del batch
         if folded in marks:
-            del values
             gc.collect()
             marks[folded] = rss_mb() - start
     print(

@@ -3,6 +3,7 @@ ruff (lint + format), mypy --strict, the import-linter contracts that keep the c
 what the repository tracks (nothing that works only on the machine that committed it)."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
@@ -35,6 +36,52 @@ def test_import_contracts() -> None:
     res = _run(str(BIN / "lint-imports"))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Contracts: 2 kept, 0 broken." in res.stdout
+
+
+def _lint_with(tmp_path: Path, probes: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """lint-imports on a copy of the package with ``probes`` (module path -> line) added."""
+    shutil.copytree(
+        ROOT / "analyzer", tmp_path / "analyzer", ignore=shutil.ignore_patterns("*.pyc")
+    )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for module, line in probes.items():
+        path = tmp_path / module
+        path.write_text(path.read_text() + f"\n{line}\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    return subprocess.run(
+        [str(BIN / "lint-imports"), "--no-cache"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize(
+    ("probes", "broken"),
+    [
+        # An I/O client in the event parsers (no contract covered them once).
+        ({"analyzer/events/units.py": "import aiokafka"}, "1 kept, 1 broken"),
+        # The rule models reaching into the daemon.
+        ({"analyzer/config.py": "import analyzer.runtime.engine"}, "0 kept, 2 broken"),
+        # Indirect: the judge imports a helper outside every layer that imports the client.
+        (
+            {
+                "analyzer/secrets.py": "import kubernetes_asyncio",
+                "analyzer/analysis/judge.py": "import analyzer.secrets",
+            },
+            "1 kept, 1 broken",
+        ),
+    ],
+)
+def test_the_contracts_fail_on_a_probe(tmp_path: Path, probes: dict[str, str], broken: str) -> None:
+    clean = _lint_with(tmp_path / "clean", {})
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    res = _lint_with(tmp_path / "probed", probes)
+    assert res.returncode != 0
+    assert f"Contracts: {broken}." in res.stdout, res.stdout
 
 
 # Path parts that are a local environment or build output: they belong to one machine.

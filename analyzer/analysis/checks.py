@@ -229,8 +229,6 @@ def evaluate(check: CheckSpec, strata: Sequence[StepWindows], min_samples: int) 
     """
     need = check.min_samples or min_samples
     current = strata[-1]
-    for w in strata:
-        w.flush()
     nb, nc = _counts(check, current.baseline), _counts(check, current.canary)
     is_rate = check.compares_shares
     result = CheckResult(

@@ -1,7 +1,6 @@
 """Per rollout x step x group windows: request and error counts, and latency/token histograms.
 
-Events are appended to small pending buffers and folded into the histograms in one numpy call
-when the window is read (``flush``), so the per-event cost is a list append. The first
+Column batches are folded into the histograms in one numpy call per metric. The first
 ``raw_limit`` values of each metric are also kept raw, so small steps can be judged with exact
 tests; past that only histograms grow, and memory stays bounded whatever the traffic.
 
@@ -18,21 +17,19 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.batch import Columns
 from analyzer.config import LatencyMetric
-from analyzer.events import AccessEvent
+from analyzer.events.columns import Columns
+from analyzer.events.units import tpot
 from analyzer.stats.histogram import FloatArray, IntArray, LogHistogram
 
 Group = Literal["baseline", "canary"]
-Position = tuple[Hashable, int]
-"""Where an event sits in a partitioned log: (partition, offset)."""
 METRICS: tuple[LatencyMetric, ...] = (
     "ttft",
     "duration",
@@ -48,44 +45,26 @@ class MetricWindow:
     raw_limit: int = DEFAULT_RAW_LIMIT
     histogram: LogHistogram = field(default_factory=LogHistogram)
     raw: array[float] = field(default_factory=lambda: array("d"))
-    pending: list[float] = field(default_factory=list)
-
-    def append(self, value: float) -> None:
-        self.pending.append(value)
 
     def extend(self, values: FloatArray) -> None:
-        """Fold a column of values at once (the batch path); same result as appending each."""
         if values.size == 0:
             return
-        self.flush()
         room = self.raw_limit - len(self.raw)
         if room > 0:
             self.raw.extend(values[:room].tolist())
         self.histogram.add(values)
 
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        room = self.raw_limit - len(self.raw)
-        if room > 0:
-            self.raw.extend(self.pending[:room])
-        self.histogram.add(np.asarray(self.pending, dtype=np.float64))
-        self.pending.clear()
-
     @property
     def count(self) -> int:
-        return self.histogram.total + len(self.pending)
+        return self.histogram.total
 
     def raw_values(self) -> FloatArray | None:
         """All values raw, or None once the window has outgrown ``raw_limit``."""
-        self.flush()
         if self.histogram.total > len(self.raw):
             return None
         return np.frombuffer(self.raw, dtype=np.float64).copy()
 
     def merge(self, other: MetricWindow) -> None:
-        self.flush()
-        other.flush()
         self.histogram.merge(other.histogram)
         room = self.raw_limit - len(self.raw)
         # Raw values stay usable only while both sides still hold all of theirs.
@@ -110,19 +89,8 @@ class GroupWindow:
         if not self.metrics:
             self.metrics = {m: MetricWindow(self.raw_limit) for m in self.kept}
 
-    def add(self, event: AccessEvent) -> None:
-        self.requests += 1
-        self.by_target[event.target] += 1
-        if event.is_error:
-            self.errors += 1
-            return
-        for name, window in self.metrics.items():
-            value = event.tpot if name == "tpot" else getattr(event, name)
-            if value is not None:
-                window.append(float(value))
-
-    def add_columns(self, cols: Columns, rows: IntArray) -> None:
-        """Fold the events at ``rows`` of a column batch (the batch path of ``add``)."""
+    def fold(self, cols: Columns, rows: IntArray) -> None:
+        """Fold the events at ``rows`` of a column batch."""
         if rows.size == 0:
             return
         self.requests += int(rows.size)
@@ -134,18 +102,11 @@ class GroupWindow:
             return
         for name, window in self.metrics.items():
             if name == "tpot":
-                ttft, duration = cols.ttft[ok], cols.duration[ok]
-                completion = cols.completion_tokens[ok]
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    values = np.maximum(0.0, duration - ttft) / (completion - 1)
-                values = values[completion >= 2]
+                values = tpot(cols.ttft[ok], cols.duration[ok], cols.completion_tokens[ok])
             else:
                 values = getattr(cols, name)[ok]
-            window.extend(values[~np.isnan(values)])
-
-    def flush(self) -> None:
-        for window in self.metrics.values():
-            window.flush()
+                values = values[~np.isnan(values)]
+            window.extend(values)
 
     def merge(self, other: GroupWindow) -> None:
         self.requests += other.requests
@@ -201,38 +162,15 @@ class StepWindows:
             return "baseline"
         return None
 
-    def observe(self, event: AccessEvent, position: Position | None = None) -> Group | None:
-        """Fold one event in; events before the step or to other adapters are only counted.
+    def fold(self, cols: Columns, rows: IntArray) -> None:
+        """Fold rows (in event-time order) in; rows before the step or to other adapters are
+        only counted.
 
-        ``position`` (partition, offset) makes folding idempotent when a log is read again
-        (a rewind, a consumer restart): per partition, a record at or below the highest offset
+        Positioned rows (partition, offset) fold idempotently when a log is read again (a
+        rewind, a consumer restart): per partition, a record at or below the highest offset
         already folded is skipped, unless it is newer than that record, which means the
         partition's log was recreated (offsets started over) rather than re-read.
         """
-        if position is not None:
-            part, offset = position
-            seen = self.watermarks.get(part)
-            if seen is not None and offset <= seen[0] and event.timestamp <= seen[1]:
-                self.duplicates += 1
-                return None
-            self.watermarks[part] = (offset, event.timestamp)
-        if event.timestamp < self.started_at:
-            self.before_step += 1
-            return None
-        group = self.group_of(event.target)
-        if group is None:
-            self.unrouted[event.target] += 1
-            return None
-        if event.timestamp < self.evidence_from:
-            (self.warm_canary if group == "canary" else self.warm_baseline).add(event)
-        else:
-            (self.canary if group == "canary" else self.baseline).add(event)
-        if self.last_event_at is None or event.timestamp > self.last_event_at:
-            self.last_event_at = event.timestamp
-        return group
-
-    def observe_columns(self, cols: Columns, rows: IntArray) -> None:
-        """The batch path of ``observe`` for rows in event-time order, same bookkeeping."""
         keep = np.ones(rows.size, dtype=bool)
         ts = cols.timestamp[rows]
         if cols.positioned:
@@ -266,11 +204,11 @@ class StepWindows:
                 self.last_event_at = latest
         warm = ts < self.evidence_from
         if warm.any():
-            self.warm_canary.add_columns(cols, rows[keep & (groups == 1) & warm])
-            self.warm_baseline.add_columns(cols, rows[keep & (groups == 0) & warm])
+            self.warm_canary.fold(cols, rows[keep & (groups == 1) & warm])
+            self.warm_baseline.fold(cols, rows[keep & (groups == 0) & warm])
             keep &= ~warm
-        self.canary.add_columns(cols, rows[keep & (groups == 1)])
-        self.baseline.add_columns(cols, rows[keep & (groups == 0)])
+        self.canary.fold(cols, rows[keep & (groups == 1)])
+        self.baseline.fold(cols, rows[keep & (groups == 0)])
 
     def unattributed_share(self) -> float:
         """Share of the step's lines of the rule's model that no group claims (no adapter
@@ -292,16 +230,6 @@ class StepWindows:
         )
         view.baseline, view.canary = self.warm_baseline, self.warm_canary
         return view
-
-    def observe_all(self, events: Iterable[AccessEvent]) -> None:
-        for event in events:
-            self.observe(event)
-
-    def flush(self) -> None:
-        self.baseline.flush()
-        self.canary.flush()
-        self.warm_baseline.flush()
-        self.warm_canary.flush()
 
     def merge(self, other: StepWindows) -> None:
         """Add a partial window built elsewhere (another consumer) for the same step."""

@@ -22,10 +22,9 @@ import structlog
 from analyzer.analysis import promchecks
 from analyzer.analysis.checks import CheckResult, evaluate, guarded_tolerance
 from analyzer.analysis.judge import Verdict, settle
-from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, METRICS, Position, StepWindows
-from analyzer.batch import Columns
+from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, METRICS, StepWindows
 from analyzer.config import CheckSpec, LoadedRule, PrometheusCheckSpec
-from analyzer.events import AccessEvent
+from analyzer.events.columns import Columns
 from analyzer.notify.base import Notification, Notifier
 from analyzer.notify.gates import Gate, GateKind
 from analyzer.rollout import machine
@@ -149,21 +148,13 @@ class RolloutController:
         self.next_judgment_at = now + self.spec.analysis.interval
         await self._apply(obj, state, actions, {})
 
-    def observe(self, event: AccessEvent, position: Position | None = None) -> None:
-        if self.windows is None or not self.active:
-            return
-        target = self.windows
-        if self.strata and self.strata[0].started_at <= event.timestamp < target.started_at:
-            target = next(w for w in reversed(self.strata) if event.timestamp >= w.started_at)
-        target.observe(event, position)
-
-    def observe_columns(self, cols: Columns, rows: IntArray) -> None:
+    def fold(self, cols: Columns, rows: IntArray) -> None:
         """Each row to the window of its time: an earlier step's, or the current one (which
         also counts what precedes the rollout's evidence)."""
         if self.windows is None or not self.active:
             return
         if not self.strata:
-            self.windows.observe_columns(cols, rows)
+            self.windows.fold(cols, rows)
             return
         ts = cols.timestamp[rows]
         earlier = (ts >= self.strata[0].started_at) & (ts < self.windows.started_at)
@@ -171,8 +162,8 @@ class RolloutController:
             assert w.ends_at is not None
             mine = rows[earlier & (ts >= w.started_at) & (ts < w.ends_at)]
             if mine.size:
-                w.observe_columns(cols, mine)
-        self.windows.observe_columns(cols, rows[~earlier])
+                w.fold(cols, mine)
+        self.windows.fold(cols, rows[~earlier])
 
     def due(self, now: float) -> bool:
         return self.active and self.next_judgment_at is not None and now >= self.next_judgment_at

@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from analyzer.analysis.windows import Position
-from analyzer.batch import BatchParser, Columns
 from analyzer.config import EventsSpec
-from analyzer.events import AccessEvent, EventParser, ParseStats
+from analyzer.events.access import ParseStats
+from analyzer.events.columns import Columns
+from analyzer.events.ruleset import RuleSetParser
 from analyzer.runtime.controller import RolloutController
 
 
@@ -33,7 +33,7 @@ class Engine:
         self._leading = False
         self._retired = ParseStats()
         """Counts no current parser holds: parsers of earlier rule sets, other processes."""
-        self.parsers: list[EventParser] = []
+        self.parser = RuleSetParser(())
         self.now: float | None = None
         self.started = False
         self._wire(list(controllers))
@@ -43,16 +43,13 @@ class Engine:
         self.by_model: dict[str, list[RolloutController]] = defaultdict(list)
         for c in self.controllers:
             self.by_model[c.spec.model].append(c)
-        for parser in self.parsers:  # counts survive a change of rules
-            self._retired.merge(parser.stats)
+        self._retired.merge(self.parser.stats)  # counts survive a change of rules
         # Rules with the same event mapping share one parser: each line is decoded once.
         specs: dict[str, tuple[EventsSpec, set[str]]] = {}
         for c in self.controllers:
             key = c.spec.events.model_dump_json()
             specs.setdefault(key, (c.spec.events, set()))[1].add(c.spec.model)
-        self.parsers = [EventParser(spec, models) for spec, models in specs.values()]
-        # The batch path needs one mapping for every line; several mappings parse per line.
-        self.batch = BatchParser(self.parsers[0]) if len(self.parsers) == 1 else None
+        self.parser = RuleSetParser(specs.values())
 
     async def set_controllers(self, controllers: Sequence[RolloutController]) -> None:
         """Swap the rule set while running (hot reload): controllers that left are closed,
@@ -75,8 +72,7 @@ class Engine:
     def stats(self) -> ParseStats:
         total = ParseStats()
         total.merge(self._retired)
-        for parser in self.parsers:
-            total.merge(parser.stats)
+        total.merge(self.parser.stats)
         return total
 
     @property
@@ -121,24 +117,21 @@ class Engine:
                     await c.tick(first)
         self.now = now
 
-    async def feed_event(self, event: AccessEvent, position: Position | None = None) -> None:
-        await self.advance(event.timestamp)
-        for c in self.by_model.get(event.model, ()):
-            c.observe(event, position)
-
-    async def feed_columns(self, cols: Columns) -> None:
-        """The batch path of ``feed_event`` for rows in arrival order: rows before the next
-        judgment are folded at once, and judgments happen exactly where the per-event path
-        would have made them (before the first row that moves the clock to their time)."""
+    async def feed(self, cols: Columns) -> None:
+        """Fold rows in arrival order, judging on the way: rows before the next judgment are
+        folded at once, and each judgment happens before the first row that moves the clock
+        to its time (a judgment at T sees the events up to T, as one event at a time would)."""
         n = len(cols)
         if n == 0:
             return
         ts = cols.timestamp
-        # The clock never goes back: a late row is folded at the time already reached, as
-        # feed_event does, so rows need not be sorted (a file's are only nearly so).
+        # The clock never goes back: a late row is folded at the time already reached, so
+        # rows need not be sorted (a file's are only nearly so).
         clock = np.maximum.accumulate(ts)
-        if not self.started:
-            await self.start(float(ts[0]))
+        # Leadership is followed at both ends of every batch, as one event at a time would
+        # (advancing to a time no judgment is due at judges nothing): a follower that now
+        # leads begins before the rows it can use.
+        await self.advance(float(clock[0]))
         i = 0
         while i < n:
             due = min(
@@ -156,8 +149,7 @@ class Engine:
                 break
             await self.advance(float(clock[j]))
             i = j
-        assert self.now is not None
-        self.now = max(self.now, float(clock[-1]))
+        await self.advance(float(clock[-1]))
 
     def _fold(self, cols: Columns, start: int, stop: int) -> None:
         models = cols.model[start:stop]
@@ -168,36 +160,12 @@ class Engine:
             mine = np.flatnonzero(models == code) + start
             if mine.size:
                 for c in controllers:
-                    c.observe_columns(cols, mine)
+                    c.fold(cols, mine)
 
-    def parse(self, line: bytes | str) -> tuple[AccessEvent | None, str | None]:
-        """The line's event (None if ignored or rejected) and its rejection reason, if any."""
-        reason: str | None = None
-        for parser in self.parsers:
-            before = parser.stats.rejected
-            event = parser.parse_line(line)
-            if event is not None:
-                return event, None
-            if parser.stats.rejected > before:
-                reason = parser.last_rejection
-        return None, reason
-
-    async def feed_line(self, line: bytes | str) -> str | None:
-        """Parse and fold one line; returns the rejection reason of a malformed line."""
-        event, reason = self.parse(line)
-        if event is not None:
-            await self.feed_event(event)
-        return reason
-
-    async def feed_batch(self, lines: list[bytes]) -> None:
-        """Parse and fold lines in their order, with the outcome of ``feed_line`` on each:
-        in columns when every rule reads the same mapping (several times faster)."""
-        lines = [line for line in lines if line.strip()]
-        if self.batch is None:
-            for line in lines:
-                await self.feed_line(line)
-            return
-        await self.feed_columns(self.batch.parse(lines))
+    async def feed_lines(self, lines: list[bytes]) -> None:
+        """Parse and fold lines of a text log in their order (rejected ones counted by
+        reason, blank ones skipped uncounted: a file's blank line is not a record)."""
+        await self.feed(self.parser.parse([line for line in lines if line.strip()]))
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush every controller's notifications (each bounded by ``timeout``)."""

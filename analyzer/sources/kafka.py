@@ -30,8 +30,6 @@ Must not: parse fields itself (the engine's parsers do) or decide anything.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import os
 import ssl
 import time
@@ -47,9 +45,9 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from analyzer.analysis.windows import Position
-from analyzer.batch import BatchParser, Columns, IntArray
-from analyzer.events import AccessEvent, ParseStats
+from analyzer.events.access import ParseStats
+from analyzer.events.columns import Columns, IntArray
+from analyzer.events.ruleset import RuleSetParser
 from analyzer.sources.parsepool import ParsePool, usable_cpus
 
 log = structlog.get_logger("analyzer.kafka")
@@ -64,18 +62,14 @@ class EventSink(Protocol):
     @property
     def started(self) -> bool: ...
 
-    def parse(self, line: bytes | str) -> tuple[AccessEvent | None, str | None]: ...
-
-    async def feed_event(self, event: AccessEvent, position: Position | None = None) -> None: ...
+    @property
+    def parser(self) -> RuleSetParser:
+        """The rule set's parser (replaced when the rules change)."""
+        ...
 
     async def advance(self, now: float) -> None: ...
 
-    @property
-    def batch(self) -> BatchParser | None:
-        """A columnar parser when every line has the same mapping, else None."""
-        ...
-
-    async def feed_columns(self, cols: Columns) -> None: ...
+    async def feed(self, cols: Columns) -> None: ...
 
     def count_parsed(self, counts: ParseStats) -> None:
         """Add the counts of lines parsed elsewhere (a parsing process)."""
@@ -221,12 +215,10 @@ class KafkaSource:
         self.stats = IngestStats()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        self._heap: list[tuple[float, int, AccessEvent, tuple[str, int]]] = []
         self._chunks: list[Columns] = []
         self.pool = ParsePool() if settings.parses_elsewhere else None
         self._parsing: deque[tuple[TopicPartition, list[bytes], IntArray, asyncio.Task[Any]]]
         self._parsing = deque()
-        self._seq = itertools.count()
         self._latest: dict[str, float] = {}
         self._last_seen: dict[str, float] = {}
         self._rate_window: tuple[float, int] = (clock(), 0)
@@ -248,8 +240,8 @@ class KafkaSource:
         if s.dead_letter_topic:
             self.producer = AIOKafkaProducer(**s.client_options())
             await self.producer.start()
-        if self.pool is not None and self.engine.batch is not None:
-            await self.pool.start(self.engine.batch)
+        if self.pool is not None:
+            await self.pool.start(self.engine.parser)
         if since is not None:
             try:
                 await self._wait_for_assignment(s.assignment_timeout)
@@ -288,14 +280,9 @@ class KafkaSource:
         log.info("kafka_rewound", since=since, partitions=len(parts))
 
     async def poll_once(self, timeout_ms: int = 1000) -> int:
-        if self.engine.batch is not None:
-            return await self._poll_columns(timeout_ms)
-        await self._take_parsed(keep=0, now=self.clock())  # from before a change of rules
-        return await self._poll_events(timeout_ms)
-
-    async def _poll_columns(self, timeout_ms: int) -> int:
-        """The batch path: a fetch is parsed into columns and folded in event-time order."""
-        assert self.consumer is not None and self.engine.batch is not None
+        """Fetch once; the fetch is parsed into columns and what the watermark releases is
+        folded in event-time order. Returns the records fetched."""
+        assert self.consumer is not None
         batches = await self.consumer.getmany(
             timeout_ms=timeout_ms, max_records=self.settings.max_records
         )
@@ -308,10 +295,10 @@ class KafkaSource:
         ]
         batches.clear()
         count = sum(len(values) for _, values, _ in fetched)
-        batch = self.engine.batch
+        parser = self.engine.parser
         if self.pool is not None:
             for tp, values, offsets in fetched:
-                job = asyncio.ensure_future(self.pool.parse(batch, values))
+                job = asyncio.ensure_future(self.pool.parse(parser, values))
                 self._parsing.append((tp, values, offsets, job))
             # The worker parses this fetch while the client fetches the next one: take in
             # what it finished before (everything, when nothing new came).
@@ -319,8 +306,8 @@ class KafkaSource:
         else:
             await asyncio.sleep(0)  # the client asks for the next fetch while this one is parsed
             for tp, values, offsets in fetched:
-                cols = batch.parse(values)
-                await self._parsed(tp, values, offsets, cols, batch.rejected, now)
+                cols = parser.parse(values)
+                await self._parsed(tp, values, offsets, cols, parser.rejected, now)
                 await asyncio.sleep(0)
         self._counted(now, count)
         await self._release_columns(self._watermark(now))
@@ -383,44 +370,13 @@ class KafkaSource:
             now_rows, later = order[:cut], order[cut:]
             self._chunks = [cols.take(later)] if later.size else []
             if now_rows.size:
-                await self.engine.feed_columns(cols.take(now_rows))
+                await self.engine.feed(cols.take(now_rows))
                 self.stats.released += int(now_rows.size)
         if self.wall_clock and self.engine.started:
             await self.engine.advance(self.clock() - self.watermark_delay)
 
-    async def _poll_events(self, timeout_ms: int) -> int:
-        """Fetch one batch, fold what the watermark releases; returns records fetched."""
-        assert self.consumer is not None
-        batches = await self.consumer.getmany(
-            timeout_ms=timeout_ms, max_records=self.settings.max_records
-        )
-        now = self.clock()
-        count = 0
-        for tp, records in batches.items():
-            key = f"{tp.topic}/{tp.partition}"
-            latest: float | None = None
-            for rec in records:
-                count += 1
-                if count % YIELD_EVERY == 0:
-                    # Let the client send its next fetch while we parse: network and broker
-                    # time then overlap with ours instead of adding to it.
-                    await asyncio.sleep(0)
-                event, reason = self.engine.parse(rec.value or b"")
-                if reason is not None:
-                    await self._dead_letter(rec.value or b"", reason, tp, rec.offset)
-                if event is None:
-                    continue
-                heapq.heappush(
-                    self._heap, (event.timestamp, next(self._seq), event, (key, rec.offset))
-                )
-                latest = event.timestamp if latest is None else max(latest, event.timestamp)
-            self._note_partition(tp, key, [r.offset for r in records[-1:]], latest, now)
-        self._counted(now, count)
-        await self._release(now)
-        return count
-
     def _buffered(self) -> int:
-        return len(self._heap) + sum(map(len, self._chunks))
+        return sum(map(len, self._chunks))
 
     def _watermark(self, now: float) -> float:
         active = [
@@ -432,24 +388,10 @@ class KafkaSource:
             return float("inf")
         return min(active)
 
-    async def _release_events(self, limit: float) -> None:
-        """Feed the per-event buffer up to ``limit`` in event-time order."""
-        while self._heap and self._heap[0][0] <= limit:
-            _, _, event, position = heapq.heappop(self._heap)
-            await self.engine.feed_event(event, position)
-            self.stats.released += 1
-
-    async def _release(self, now: float) -> None:
-        await self._release_events(self._watermark(now))
-        if self.wall_clock and self.engine.started:
-            # Judge on time even when traffic stops: the clock never waits for silence.
-            await self.engine.advance(now - self.watermark_delay)
-
     async def flush(self) -> None:
         """Release everything buffered (end of a bounded run)."""
         await self._take_parsed(keep=0, now=self.clock())
         await self._release_columns(float("inf"))
-        await self._release_events(float("inf"))
 
     async def _dead_letter(
         self, value: bytes, reason: str, tp: TopicPartition, offset: int

@@ -8,7 +8,7 @@ one buffer and their end offsets (no per-line pickling); the columns come back a
 A lost worker costs nothing but speed: the batch is parsed in this process and a new worker is
 started for the next one.
 
-Must not: decide anything, or hold state other than one columnar parser per event mapping.
+Must not: decide anything, or hold state other than one parser per rule set.
 """
 
 from __future__ import annotations
@@ -25,34 +25,32 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from analyzer.batch import BatchParser, Columns
-from analyzer.config import EventsSpec
-from analyzer.events import EventParser, ParseStats
+from analyzer.events.access import ParseStats
+from analyzer.events.columns import Columns
+from analyzer.events.ruleset import ParserKey, RuleSetParser
 
 log = structlog.get_logger("analyzer.parsepool")
 
 ParseResult = tuple[Columns, list[tuple[int, str]], ParseStats]
 """Columns, (line, reason) of each rejected line, and the counts of this batch."""
-ParserKey = tuple[str, tuple[str, ...] | None]
+RuleSetKey = tuple[ParserKey, ...]
 
 MAX_PARSERS = 8
-_parsers: dict[ParserKey, BatchParser] = {}
-"""In the worker: one parser per mapping, kept between batches (it learns the watched share)."""
+_parsers: dict[RuleSetKey, RuleSetParser] = {}
+"""In the worker: one parser per rule set, kept between batches (it learns the watched share)."""
 
 
-def parse_job(key: ParserKey, buffer: bytes, ends: npt.NDArray[np.int64]) -> ParseResult:
+def parse_job(key: RuleSetKey, buffer: bytes, ends: npt.NDArray[np.int64]) -> ParseResult:
     """Runs in the worker: the lines of ``buffer`` (ending at ``ends``) as columns."""
     parser = _parsers.get(key)
     if parser is None:
-        spec_json, models = key
-        parser = BatchParser(EventParser(EventsSpec.model_validate_json(spec_json), models))
-        _parsers[key] = parser
-        while len(_parsers) > MAX_PARSERS:  # rule reloads: keep the recent mappings only
+        parser = _parsers[key] = RuleSetParser.from_keys(key)
+        while len(_parsers) > MAX_PARSERS:  # rule reloads: keep the recent rule sets only
             del _parsers[next(iter(_parsers))]
     lines = [buffer[a:b] for a, b in pairwise([0, *ends.tolist()])]
-    parser.parser.stats = ParseStats()
+    parser.reset_stats()
     cols = parser.parse(lines)
-    return cols, parser.rejected, parser.parser.stats
+    return cols, parser.rejected, parser.stats
 
 
 def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> float:
@@ -85,16 +83,13 @@ class ParsePool:
             self._executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         return self._executor
 
-    async def start(self, batch: BatchParser) -> None:
+    async def start(self, parser: RuleSetParser) -> None:
         """Start the worker now (imports and the parser take about a second), not at the
         first fetch."""
-        await self.parse(batch, [])
+        await self.parse(parser, [])
 
-    async def parse(self, batch: BatchParser, values: list[bytes]) -> ParseResult:
-        key: ParserKey = (
-            batch.parser.spec.model_dump_json(),
-            tuple(sorted(batch.parser.models)) if batch.parser.models is not None else None,
-        )
+    async def parse(self, parser: RuleSetParser, values: list[bytes]) -> ParseResult:
+        key = parser.keys
         ends = np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values)))
         loop = asyncio.get_running_loop()
         executor = self._pool()
@@ -108,8 +103,8 @@ class ParsePool:
                 self._executor = None
         except Exception as exc:  # any other failure there: parse here instead
             log.error("parse_worker_failed", error=type(exc).__name__, lines=len(values))
-        cols = batch.parse(values)  # counted in batch.parser.stats already
-        return cols, batch.rejected, ParseStats()
+        cols = parser.parse(values)  # counted in the parser's stats already
+        return cols, parser.rejected, ParseStats()
 
     async def close(self) -> None:
         if self._executor is not None:

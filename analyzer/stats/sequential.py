@@ -34,8 +34,8 @@ from __future__ import annotations
 import math
 
 DEFAULT_TAU_SHIFT = 0.08
-"""A canary that loses 58/42 of the comparisons to the (scaled) baseline (chosen by
-bench/detection.py, since retired for bench/rollouts.py: about 1.2x TTFT at sigma 0.5, the effect an SRE most wants caught fast)."""
+"""A canary that loses 58/42 of the comparisons to the (scaled) baseline: about 1.2x TTFT at
+sigma 0.5, the effect an SRE most wants caught fast."""
 DEFAULT_TAU_RATE = 0.01
 """One percentage point of extra errors."""
 

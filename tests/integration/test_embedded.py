@@ -345,11 +345,10 @@ async def _replay_engine(work: Path, lines: list[bytes], columnar: bool) -> tupl
     for start in range(0, len(lines), 4096):
         batch = lines[start : start + 4096]
         if columnar:
-            await engine.feed_batch(batch)
+            await engine.feed_lines(batch)
         else:
-            for line in batch:
-                if line.strip():
-                    await engine.feed_line(line)
+            for line in batch:  # one line at a time: every row its own batch
+                await engine.feed_lines([line])
     await engine.finish()
     decisions = [(d.at, d.action, d.canary_percent) for d in controller.decisions]
     stats = engine.stats

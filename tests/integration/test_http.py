@@ -33,7 +33,7 @@ def test_endpoints_report_a_rollout(tmp_path: Path, simulated_log: Callable[...,
         c = RolloutController(loaded, make_router(loaded), notifier)
         engine = Engine([c])
         for line in lines:
-            await engine.feed_line(line)
+            await engine.feed_lines([line])
         broken: list[str | None] = [None]
         observed = Observed(engine, [c], queues, checks={"kafka": lambda: broken[0]})
         port = free_port()

@@ -17,6 +17,7 @@ from kubernetes_asyncio import client
 
 from analyzer.cli import main
 from analyzer.config import LoadedRule, parse_rule_text
+from analyzer.events.lineparser import EventParser
 from analyzer.notify.base import NoopNotifier
 from analyzer.notify.factory import make_notifier
 from analyzer.rollout.state import RolloutState, annotation_key
@@ -100,7 +101,7 @@ async def _replay(
         for i, line in enumerate(log.read_bytes().splitlines()):
             if between is not None:
                 between(i)
-            await engine.feed_line(line)
+            await engine.feed_lines([line])
         await engine.finish()
     return controller
 
@@ -358,8 +359,9 @@ def test_two_replicas_one_writes_and_the_other_takes_over(
                     replicas.append((elector, c, Engine([c], is_leader=elector.is_leader)))
                 last_renew = -1e9
                 killed_at = 0.0
+                probe = EventParser(replicas[0][1].spec.events)
                 for i, line in enumerate(lines):
-                    event, _ = replicas[0][2].parse(line)
+                    event = probe.parse_line(line)
                     assert event is not None
                     clock[0] = event.timestamp
                     alive = replicas if i < kill_at else replicas[1:]
@@ -370,7 +372,7 @@ def test_two_replicas_one_writes_and_the_other_takes_over(
                             await elector.try_acquire_or_renew()
                         last_renew = clock[0]
                     for _, _, engine in alive:
-                        await engine.feed_event(event)
+                        await engine.feed_lines([line])
                 await replicas[1][2].finish()
                 return replicas[0][1], replicas[1][1], killed_at
 
@@ -431,7 +433,7 @@ def test_every_decision_becomes_an_event_on_the_object(
                 c = RolloutController(loaded, make_router(loaded, api=ac), notifier)
                 engine = Engine([c])
                 for line in simulated_log(canary_ttft_factor=1.4).read_bytes().splitlines():
-                    await engine.feed_line(line)
+                    await engine.feed_lines([line])
                 await engine.close(timeout=10)
                 return c
 

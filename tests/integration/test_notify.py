@@ -299,7 +299,7 @@ def test_a_slow_receiver_never_delays_a_rollback(
             c = RolloutController(loaded, make_router(loaded), notifier)
             engine = Engine([c])
             for line in log.read_bytes().splitlines():
-                await engine.feed_line(line)
+                await engine.feed_lines([line])
             await engine.finish()
             # Inline delivery would have waited for each 2 s answer before deciding on.
             delivered_then = queues[0].stats.delivered

@@ -75,15 +75,15 @@ def test_engine_swaps_rules_while_running(
         engine = Engine([a])
         third = len(lines) // 3
         for line in lines[:third]:
-            await engine.feed_line(line)
+            await engine.feed_lines([line])
         b = controller(rule_b)  # a second rule appears (same model, another object)
         await engine.set_controllers([a, b])
         assert b.state is not None and b.state.phase == "Progressing"
         for line in lines[third : 2 * third]:
-            await engine.feed_line(line)
+            await engine.feed_lines([line])
         await engine.set_controllers([b])  # the first rule is removed
         for line in lines[2 * third :]:
-            await engine.feed_line(line)
+            await engine.feed_lines([line])
         return a, b, engine.stats.accepted
 
     a, b, accepted = asyncio.run(go())

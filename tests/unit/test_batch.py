@@ -9,9 +9,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.batch import BatchParser, Columns
 from analyzer.config import EventsSpec
-from analyzer.events import EventParser
+from analyzer.events.batchparser import BatchParser
+from analyzer.events.columns import Columns
+from analyzer.events.lineparser import EventParser
 from analyzer.sources.kafka import _offsets
 from tests.unit.test_events import ENVOY, field_values
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer.config import EventsSpec
-from analyzer.events import EventParser
+from analyzer.events.lineparser import EventParser
 
 ENVOY = {
     "start_time": "2026-11-26T03:00:00.250Z",

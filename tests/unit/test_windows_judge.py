@@ -5,7 +5,8 @@ from analyzer.analysis.checks import evaluate
 from analyzer.analysis.judge import judge, settle
 from analyzer.analysis.windows import StepWindows
 from analyzer.config import AnalysisSpec, CheckSpec
-from analyzer.events import AccessEvent
+from analyzer.events.access import AccessEvent
+from analyzer.events.columns import Columns
 
 TTFT = CheckSpec(name="ttft", metric="ttft", test="mann-whitney", tolerance=0.1, alpha=0.01)
 ERRORS = CheckSpec(
@@ -15,6 +16,15 @@ ERRORS = CheckSpec(
 
 def windows(raw_limit: int = 1000, started_at: float = 0.0) -> StepWindows:
     return StepWindows(frozenset({"b1", "b2"}), frozenset({"c1"}), started_at, raw_limit=raw_limit)
+
+
+def fold(w: StepWindows, events: list[AccessEvent], at: tuple[str, int] | None = None) -> None:
+    """Events into the windows as the engine folds them: one column batch (positioned at
+    partition ``at[0]`` from offset ``at[1]`` on, when given)."""
+    cols = Columns.from_events(list(range(len(events))), events)
+    if at is not None:
+        cols.locate(at[0], np.arange(at[1], at[1] + len(events)))
+    w.fold(cols, np.arange(len(events)))
 
 
 def feed(
@@ -27,9 +37,10 @@ def feed(
     t0: float = 1.0,
 ) -> None:
     rng = np.random.default_rng(seed)
+    events = []
     for i in range(n):
         err = rng.random() < error_rate
-        w.observe(
+        events.append(
             AccessEvent(
                 timestamp=t0 + i * 0.01,
                 model="m",
@@ -39,6 +50,7 @@ def feed(
                 is_error=err,
             )
         )
+    fold(w, events)
 
 
 def test_latency_comes_from_successes_only_and_step_start_is_respected() -> None:
@@ -47,7 +59,6 @@ def test_latency_comes_from_successes_only_and_step_start_is_respected() -> None
     feed(w, 100, "c1", error_rate=0.5, t0=20.0)
     feed(w, 10, "other", t0=20.0)
     assert w.before_step == 50
-    w.flush()
     assert w.canary.requests == 100
     assert w.canary.metrics["ttft"].count == 100 - w.canary.errors
     assert w.unrouted == {"other": 10}
@@ -62,7 +73,6 @@ def test_merged_partial_windows_equal_one_window() -> None:
     part1.merge(part2)
     for g in ("baseline", "canary"):
         a, b = getattr(whole, g), getattr(part1, g)
-        a.flush()
         assert a.requests == b.requests and a.errors == b.errors
         assert np.array_equal(
             a.metrics["ttft"].histogram.counts, b.metrics["ttft"].histogram.counts
@@ -207,9 +217,11 @@ def test_a_tail_only_regression_fails_the_exceedance_check_not_the_shift_check()
     feed(healthy, 30000, "b1", seed=1)
     feed(healthy, 10000, "c1", seed=2)
     rng = np.random.default_rng(3)
+    tail = []
     for i in range(10000):  # 4% of the canary's requests take 2 s longer
         ttft = float(rng.lognormal(-1.4, 0.5)) + (2.0 if rng.random() < 0.04 else 0.0)
-        slow.observe(AccessEvent(timestamp=1 + i * 0.01, model="m", target="c1", ttft=ttft))
+        tail.append(AccessEvent(timestamp=1 + i * 0.01, model="m", target="c1", ttft=ttft))
+    fold(slow, tail)
     tail = evaluate(TAIL, [slow], 200).settle(0.0)
     assert tail.status == "fail" and tail.ci is not None and tail.ci[0] > 0.015
     assert tail.method == "sequential/exceedance" and "tail share" in tail.reason
@@ -229,7 +241,6 @@ def test_warmup_events_are_counted_apart_from_the_evidence() -> None:
     w = StepWindows(frozenset({"b1"}), frozenset({"c1"}), 0.0, warmup=30.0)
     feed(w, 100, "c1", factor=3.0, t0=0.0)  # 0..1 s: warming up
     feed(w, 100, "c1", t0=40.0)
-    w.flush()
     assert w.warm_canary.requests == 100 and w.canary.requests == 100
     assert w.canary.metrics["ttft"].count == 100
     assert w.warm_view().canary is w.warm_canary
@@ -242,12 +253,11 @@ def test_positions_make_folding_idempotent() -> None:
         for i in range(5)
     ]
     for offset, e in enumerate(events):
-        w.observe(e, ("p0", offset))
-    for offset, e in enumerate(events):  # the same records read again (a rewind)
-        w.observe(e, ("p0", offset))
+        fold(w, [e], ("p0", offset))
+    fold(w, events, ("p0", 0))  # the same records read again (a rewind)
     assert w.canary.requests == 5 and w.duplicates == 5
     # The partition's log was recreated: offsets start over, but the records are newer.
-    w.observe(AccessEvent(timestamp=20.0, model="m", target="c1", status=200, ttft=0.2), ("p0", 0))
+    fold(w, [AccessEvent(timestamp=20.0, model="m", target="c1", status=200, ttft=0.2)], ("p0", 0))
     assert w.canary.requests == 6
-    w.observe(events[0], ("p1", 0))  # another partition has its own watermark
+    fold(w, [events[0]], ("p1", 0))  # another partition has its own watermark
     assert w.canary.requests == 7

@@ -1,4 +1,4 @@
-"""Access events: one gateway request, parsed from a JSON log line by a configurable field map.
+"""The per-line parser: one JSON log line at a time, by a configurable field map.
 
 The parser never raises on input. A line is either accepted (an ``AccessEvent``), ignored (a
 well-formed request for a virtual model no rule watches) or rejected and counted under one
@@ -11,53 +11,23 @@ Must not: know about rollouts, windows or transports.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from analyzer.config import EventsSpec, FieldSpec
-
-# Divisors, not factors: 900000 / 1e6 is 0.9, 900000 * 1e-6 is not.
-_UNIT_DIVISOR = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
-_EPOCH_DIVISOR = {"epoch_s": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
-# Accept event times between 2001 and 2286: anything else is a unit mistake, not a request.
-_MIN_EPOCH, _MAX_EPOCH = 1e9, 1e10
-
-
-@dataclass(frozen=True, slots=True)
-class AccessEvent:
-    timestamp: float
-    """Epoch seconds."""
-    model: str
-    """Virtual model the client asked for."""
-    target: str
-    """Adapter that served the request."""
-    status: int | None = None
-    ttft: float | None = None
-    """Seconds to the first byte of the response."""
-    duration: float | None = None
-    """Seconds, request start to last byte."""
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    finish_reason: str | None = None
-    request_id: str | None = None
-    is_error: bool = False
-
-    @property
-    def tpot(self) -> float | None:
-        """Seconds per output token after the first."""
-        if self.ttft is None or self.duration is None or not self.completion_tokens:
-            return None
-        if self.completion_tokens < 2:
-            return None
-        return max(0.0, self.duration - self.ttft) / (self.completion_tokens - 1)
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
+from analyzer.events.access import AccessEvent, ParseStats
+from analyzer.events.columns import Columns
+from analyzer.events.units import (
+    EPOCH_DIVISOR,
+    MAX_EPOCH,
+    MIN_EPOCH,
+    UNIT_DIVISOR,
+    UNSET,
+    ErrorRule,
+)
 
 
 class Rejected(Exception):
@@ -68,34 +38,7 @@ class Rejected(Exception):
         self.reason = reason
 
 
-@dataclass
-class ParseStats:
-    accepted: int = 0
-    ignored: int = 0
-    rejected_by_reason: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def rejected(self) -> int:
-        return sum(self.rejected_by_reason.values())
-
-    def merge(self, other: ParseStats) -> None:
-        self.accepted += other.accepted
-        self.ignored += other.ignored
-        self.rejected_by_reason.update(other.rejected_by_reason)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "accepted": self.accepted,
-            "ignored": self.ignored,
-            "rejected": self.rejected,
-            "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
-        }
-
-
 _MISSING = object()
-UNSET = "-"
-"""What Envoy's ``json_format`` writes for a value it does not have (a 503 ``UF`` line has
-``"response_duration":"-"``): missing, like null, never a malformed line."""
 
 
 def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
@@ -137,8 +80,8 @@ def _number(value: Any, name: str) -> float:
 
 
 def _epoch(value: float, fmt: str) -> float:
-    if fmt in _EPOCH_DIVISOR:
-        return value / _EPOCH_DIVISOR[fmt]
+    if fmt in EPOCH_DIVISOR:
+        return value / EPOCH_DIVISOR[fmt]
     magnitude = abs(value)
     if magnitude >= 1e17:
         return value / 1e9
@@ -171,19 +114,9 @@ def _timestamp(value: Any, fmt: str) -> float:
             raise Rejected("bad_timestamp") from None
     else:
         raise Rejected("bad_timestamp")
-    if not (_MIN_EPOCH <= ts <= _MAX_EPOCH):
+    if not (MIN_EPOCH <= ts <= MAX_EPOCH):
         raise Rejected("bad_timestamp")
     return ts
-
-
-def _status_matcher(patterns: Iterable[int | str]) -> Callable[[int | None], bool]:
-    exact = {p for p in patterns if isinstance(p, int)}
-    classes = {int(p[0]) for p in patterns if isinstance(p, str)}
-
-    def is_error(status: int | None) -> bool:
-        return status is not None and (status in exact or status // 100 in classes)
-
-    return is_error
 
 
 class EventParser:
@@ -201,13 +134,30 @@ class EventParser:
         self._fields: dict[str, tuple[FieldSpec, Callable[[dict[str, Any]], Any]]] = {
             name: (fs, _getter(fs.path)) for name, fs in fields.items()
         }
-        self._is_error_status = _status_matcher(spec.error_statuses)
-        self._error_reasons = frozenset(spec.error_finish_reasons)
+        self.is_error = ErrorRule(spec.error_statuses, spec.error_finish_reasons)
         self._max = spec.max_line_bytes
 
     def parse_line(self, line: bytes | str) -> AccessEvent | None:
         """One line in, an event or None out; the outcome is always counted."""
         return self._counted(self._parse, line)
+
+    def parse_lines(
+        self, lines: list[bytes], which: Iterable[int]
+    ) -> tuple[Columns, list[tuple[int, str]]]:
+        """The lines at ``which`` as columns (``index`` says which line each row is), and the
+        (line, reason) of each rejected one."""
+        index: list[int] = []
+        events: list[AccessEvent] = []
+        rejected: list[tuple[int, str]] = []
+        for i in which:
+            before = self.stats.rejected
+            event = self.parse_line(lines[i])
+            if event is not None:
+                index.append(i)
+                events.append(event)
+            elif self.stats.rejected > before and self.last_rejection is not None:
+                rejected.append((i, self.last_rejection))
+        return Columns.from_events(index, events), rejected
 
     def parse_object(self, obj: Any) -> AccessEvent | None:
         """As parse_line, for an already-decoded JSON value."""
@@ -271,7 +221,7 @@ class EventParser:
         if num is None:
             return None
         unit = self._fields[name][0].unit or "s"
-        return num / _UNIT_DIVISOR[unit]
+        return num / UNIT_DIVISOR[unit]
 
     def _count(self, obj: dict[str, Any], name: str) -> int | None:
         num = self._non_negative(obj, name)
@@ -312,5 +262,5 @@ class EventParser:
             completion_tokens=self._count(obj, "completion_tokens"),
             finish_reason=finish,
             request_id=self._text(obj, "request_id", False),
-            is_error=self._is_error_status(status) or (finish in self._error_reasons),
+            is_error=self.is_error(status, finish),
         )

@@ -1,6 +1,6 @@
-"""Columnar parsing: a batch of log lines into numpy columns, for high-rate sources (Kafka).
+"""The batch parser: a batch of log lines into numpy columns at once.
 
-The per-line parser (events.py) builds one AccessEvent per line; at tens of thousands of lines
+The per-line parser (lineparser.py) builds one AccessEvent per line; at tens of thousands of lines
 per second that Python work dominates. Here msgspec decodes each line into a struct holding only
 the mapped fields (unknown keys are skipped in C, numeric strings are coerced; the structs are
 not tracked by the garbage collector), fields come out one C-level map each, strings become
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
@@ -33,141 +32,14 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.events import UNSET, AccessEvent, EventParser
+from analyzer.events.columns import Columns, FloatArray, IntArray, Labels
+from analyzer.events.lineparser import EventParser
+from analyzer.events.units import EPOCH_DIVISOR, MAX_EPOCH, MIN_EPOCH, UNIT_DIVISOR, named
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.integer[Any]]
 CHUNK = 1024
 MODEL_FIRST_BELOW = 0.5
 """Below this share of watched lines in the last batch, the model is read before the rest."""
 _MODEL = attrgetter("f_model")
-_EPOCH_DIVISOR = {"epoch_s": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
-_UNIT_DIVISOR = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
-
-
-class Labels(dict[str | None, int]):
-    """Codes for the strings of a batch (models, targets, partitions, finish reasons): each new
-    string gets the next code, so a column of strings becomes an int array in one C-level map."""
-
-    def __missing__(self, key: str | None) -> int:
-        code = self[key] = len(self)
-        return code
-
-    def encode(self, values: list[str | None]) -> IntArray:
-        return np.fromiter(map(self.__getitem__, values), dtype=np.int32, count=len(values))
-
-    def names(self) -> list[str | None]:
-        return list(self)
-
-    def lookup(self, table: Callable[[str | None], Any], dtype: Any) -> npt.NDArray[Any]:
-        """``table`` applied to every label, as an array to index with codes."""
-        return np.array([table(name) for name in self], dtype=dtype)
-
-
-@dataclass
-class Columns:
-    """Accepted events of a batch, one array per field, in input order.
-
-    Strings are codes into ``labels`` (the batch's distinct names), so that selecting the rows
-    of one model or one adapter group is a numpy comparison, not a Python loop per row.
-    """
-
-    index: IntArray
-    """Position of each event's line in the batch."""
-    timestamp: FloatArray
-    labels: Labels
-    model: IntArray
-    target: IntArray
-    is_error: npt.NDArray[np.bool_]
-    ttft: FloatArray
-    duration: FloatArray
-    prompt_tokens: FloatArray
-    completion_tokens: FloatArray
-    partition: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
-    """Where each event was read (a label code), when the source is a partitioned log."""
-    offset: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-
-    def __len__(self) -> int:
-        return int(self.index.size)
-
-    @property
-    def positioned(self) -> bool:
-        return self.partition.size == self.index.size
-
-    def locate(self, partition: str, offsets: IntArray) -> None:
-        """Record that the events were read from ``partition`` at ``offsets`` (one per row)."""
-        self.partition = np.full(len(self), self.labels[partition], dtype=np.int32)
-        self.offset = offsets.astype(np.int64, copy=False)
-
-    def code(self, name: str) -> int | None:
-        return self.labels.get(name)
-
-    def take(self, order: IntArray) -> Columns:
-        positioned = self.positioned
-        return Columns(
-            index=self.index[order],
-            timestamp=self.timestamp[order],
-            labels=self.labels,
-            model=self.model[order],
-            target=self.target[order],
-            is_error=self.is_error[order],
-            ttft=self.ttft[order],
-            duration=self.duration[order],
-            prompt_tokens=self.prompt_tokens[order],
-            completion_tokens=self.completion_tokens[order],
-            partition=self.partition[order] if positioned else self.partition,
-            offset=self.offset[order] if positioned else self.offset,
-        )
-
-    @staticmethod
-    def concat(parts: list[Columns]) -> Columns:
-        if len(parts) == 1:
-            return parts[0]
-        labels = Labels()
-        recode = [labels.encode(p.labels.names()) for p in parts]
-        positioned = all(p.positioned for p in parts)
-
-        def codes(name: str) -> IntArray:
-            return np.concatenate(
-                [lut[getattr(p, name)] for p, lut in zip(parts, recode, strict=True)]
-            )
-
-        def cat(name: str) -> npt.NDArray[Any]:
-            return np.concatenate([getattr(p, name) for p in parts])
-
-        return Columns(
-            index=cat("index"),
-            timestamp=cat("timestamp"),
-            labels=labels,
-            model=codes("model"),
-            target=codes("target"),
-            is_error=cat("is_error"),
-            ttft=cat("ttft"),
-            duration=cat("duration"),
-            prompt_tokens=cat("prompt_tokens"),
-            completion_tokens=cat("completion_tokens"),
-            partition=codes("partition") if positioned else np.empty(0, dtype=np.int32),
-            offset=cat("offset") if positioned else np.empty(0, dtype=np.int64),
-        )
-
-    @staticmethod
-    def from_events(index: list[int], events: list[AccessEvent]) -> Columns:
-        def col(name: str) -> FloatArray:
-            return np.array([getattr(e, name) for e in events], dtype=np.float64)
-
-        labels = Labels()
-        return Columns(
-            index=np.array(index, dtype=np.int64),
-            timestamp=np.array([e.timestamp for e in events], dtype=np.float64),
-            labels=labels,
-            model=labels.encode([e.model for e in events]),
-            target=labels.encode([e.target for e in events]),
-            is_error=np.array([e.is_error for e in events], dtype=bool),
-            ttft=col("ttft"),
-            duration=col("duration"),
-            prompt_tokens=col("prompt_tokens"),
-            completion_tokens=col("completion_tokens"),
-        )
 
 
 class BatchParser:
@@ -211,7 +83,7 @@ class BatchParser:
         """Share of the last batch's lines that were for watched models."""
         self._ts_format = ts_format
         self._units = {
-            n: _UNIT_DIVISOR[fields[n].unit or "s"] for n in ("ttft", "duration") if n in fields
+            n: UNIT_DIVISOR[fields[n].unit or "s"] for n in ("ttft", "duration") if n in fields
         }
 
     def parse(self, lines: list[bytes]) -> Columns:
@@ -244,7 +116,7 @@ class BatchParser:
         rows, unsure = self._decode_all(lines, self._model_decoder.decode)
         labels = Labels()
         codes = labels.encode(list(map(_MODEL, rows)))
-        wanted = labels.lookup(lambda name: not name or name == UNSET or name in models, bool)
+        wanted = labels.lookup(lambda name: not named(name) or name in models, bool)
         wanted = wanted[codes]
         self.parser.stats.ignored += int(wanted.size - np.count_nonzero(wanted))
         keep = np.zeros(len(lines), dtype=bool)
@@ -256,7 +128,7 @@ class BatchParser:
         rows, slow = self._decode_all(lines, self._decoder.decode)
         fast = self._columns(rows, _decoded_at(len(lines), slow), slow)
         if slow:
-            return _merge(fast, self._slow(lines, sorted(slow)))
+            return fast.merged(self._slow(lines, sorted(slow)))
         return fast
 
     def _decode_all(
@@ -288,18 +160,9 @@ class BatchParser:
         return rows, failed
 
     def _slow(self, lines: list[bytes], which: Iterable[int]) -> Columns:
-        index: list[int] = []
-        events: list[AccessEvent] = []
-        stats = self.parser.stats
-        for i in which:
-            before = stats.rejected
-            event = self.parser.parse_line(lines[i])
-            if event is not None:
-                index.append(i)
-                events.append(event)
-            elif stats.rejected > before and self.parser.last_rejection is not None:
-                self.rejected.append((i, self.parser.last_rejection))
-        return Columns.from_events(index, events)
+        cols, rejected = self.parser.parse_lines(lines, which)
+        self.rejected += rejected
+        return cols
 
     def _column(self, rows: list[Any], name: str) -> FloatArray:
         """A numeric field as floats: None (not logged) is NaN; a logged NaN or infinity
@@ -318,7 +181,7 @@ class BatchParser:
 
     def _timestamps(self, raw: list[Any]) -> FloatArray:
         if self._ts_format not in ("rfc3339", "auto"):
-            return np.array(raw, dtype=np.float64) / _EPOCH_DIVISOR[self._ts_format]
+            return np.array(raw, dtype=np.float64) / EPOCH_DIVISOR[self._ts_format]
         if set(map(type, raw)) <= {datetime}:
             return np.fromiter(map(datetime.timestamp, raw), dtype=np.float64, count=len(raw))
         # Epoch numbers under "auto": left to the per-line parser (NaN fails the range check).
@@ -337,9 +200,7 @@ class BatchParser:
         if models is not None:
             # Lines of models nobody watches are only counted; an empty model is malformed
             # (the per-line parser rejects it before looking at the model).
-            kind = labels.lookup(
-                lambda name: 2 if not name or name == UNSET else int(name in models), np.int8
-            )
+            kind = labels.lookup(lambda name: int(name in models) if named(name) else 2, np.int8)
             kinds = kind[model]
             self.parser.stats.ignored += int(np.count_nonzero(kinds == 0))
             slow.extend(where[kinds == 2].tolist())
@@ -362,14 +223,14 @@ class BatchParser:
             else labels.encode([None] * n)
         )
         with np.errstate(invalid="ignore"):
-            ok = (ts >= 1e9) & (ts <= 1e10)
+            ok = (ts >= MIN_EPOCH) & (ts <= MAX_EPOCH)
             for arr in (ttft, duration, prompt, completion):
                 ok &= np.isnan(arr) | (arr >= 0)
             for arr in (prompt, completion):
                 ok &= np.isnan(arr) | (arr == np.floor(arr))
             ok &= np.isnan(status) | ((status >= 0) & (status <= 999))
-        named = labels.lookup(lambda name: bool(name) and name != UNSET, bool)
-        ok &= named[model] & named[target]  # else the per-line parser says missing_field
+        has_name = labels.lookup(named, bool)
+        ok &= has_name[model] & has_name[target]  # else the per-line parser says missing_field
         if not ok.all():  # the per-line parser says why (or accepts what we were unsure of)
             slow.extend(where[~ok].tolist())
         keep = np.flatnonzero(ok)
@@ -391,14 +252,10 @@ class BatchParser:
     def _errors(
         self, status: FloatArray, labels: Labels, finish: IntArray
     ) -> npt.NDArray[np.bool_]:
-        spec = self.parser.spec
-        exact = [s for s in spec.error_statuses if isinstance(s, int)]
-        classes = [int(s[0]) for s in spec.error_statuses if isinstance(s, str)]
-        with np.errstate(invalid="ignore"):
-            err = np.isin(status, exact) | np.isin(np.floor(status / 100), classes)
-        reasons = frozenset(spec.error_finish_reasons)
-        if reasons:
-            err |= labels.lookup(lambda name: name in reasons, bool)[finish]
+        rule = self.parser.is_error
+        err = rule.statuses(status)
+        if rule.finish_reasons:
+            err |= rule.reasons(labels.names())[finish]
         return err
 
 
@@ -407,8 +264,3 @@ def _decoded_at(n: int, failed: list[int]) -> IntArray:
     decoded = np.ones(n, dtype=bool)
     decoded[failed] = False
     return np.flatnonzero(decoded)
-
-
-def _merge(fast: Columns, slow: Columns) -> Columns:
-    both = Columns.concat([fast, slow])
-    return both.take(np.argsort(both.index, kind="stable"))
