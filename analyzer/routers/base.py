@@ -9,7 +9,8 @@ Must not: decide anything.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,6 +43,18 @@ class TrafficRouter(Protocol):
     @property
     def describe(self) -> str:
         """Human name of the object, for logs and notifications."""
+        ...
+
+    async def check_served(self) -> None:
+        """Raise ``RouterError`` naming the fix when the object's API cannot be used at all
+        (a cluster that does not serve its apiVersion); a no-op for routers without one."""
+        ...
+
+    async def watch(
+        self, on_change: Callable[[RoutedObject], Awaitable[None]], stop: asyncio.Event
+    ) -> None:
+        """Call ``on_change`` on every change of the object until ``stop``; routers that
+        cannot be watched return at once (their object is read at every judgment)."""
         ...
 
     async def read(self) -> RoutedObject: ...

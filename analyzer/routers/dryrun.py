@@ -9,7 +9,8 @@ Must not: write to the wrapped router.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 
 from analyzer.rollout.weights import Target
@@ -26,6 +27,15 @@ class DryRunRouter:
     @property
     def describe(self) -> str:
         return f"{self.inner.describe} (dry run)"
+
+    async def check_served(self) -> None:
+        await self.inner.check_served()
+
+    async def watch(
+        self, on_change: Callable[[RoutedObject], Awaitable[None]], stop: asyncio.Event
+    ) -> None:
+        """The real object's changes (a human edit shows there, not in the overlay)."""
+        await self.inner.watch(on_change, stop)
 
     async def read(self) -> RoutedObject:
         real = await self.inner.read()

@@ -15,7 +15,7 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,14 @@ class FileRouter:
     @property
     def describe(self) -> str:
         return f"{self.target.kind} {self.target.namespace}/{self.target.name} ({self.path})"
+
+    async def check_served(self) -> None:
+        """A file needs no API: whether it routes the model is checked at every read."""
+
+    async def watch(
+        self, on_change: Callable[[RoutedObject], Awaitable[None]], stop: asyncio.Event
+    ) -> None:
+        """Not watched: a local file is read at every judgment."""
 
     async def read(self) -> RoutedObject:
         # Judgments read the object every interval; parse the YAML again only when the file

@@ -45,7 +45,7 @@ from analyzer.routers.base import (
     TrafficRouter,
     command_key,
 )
-from analyzer.sources.prometheus import PrometheusSource
+from analyzer.sources.metrics import MetricsSource, NoMetricsSource
 from analyzer.stats.histogram import IntArray
 
 log = structlog.get_logger("analyzer.controller")
@@ -65,7 +65,7 @@ class RolloutController:
         raw_limit: int = DEFAULT_RAW_LIMIT,
         on_judgment: JudgmentListener | None = None,
         gates: Sequence[Gate] = (),
-        prometheus: PrometheusSource | None = None,
+        prometheus: MetricsSource | None = None,
     ) -> None:
         self.loaded = loaded
         self.spec = loaded.rule.spec
@@ -86,7 +86,7 @@ class RolloutController:
         self.error: str | None = None
         self.on_judgment = on_judgment
         self.gates = list(gates)
-        self.prometheus = prometheus
+        self.prometheus: MetricsSource = prometheus or NoMetricsSource()
         self._last_seen_version: str | None = None
         self.judgments: Counter[tuple[str, str]] = Counter()
         """Judgments by (check, status), for the daemon's metrics."""
@@ -278,8 +278,6 @@ class RolloutController:
         results = []
         for check in self.spec.checks:
             if isinstance(check, PrometheusCheckSpec):
-                if self.prometheus is None:
-                    raise RouterError("prometheus checks without a Prometheus source")
                 outcomes = await self.prometheus.outcomes(
                     check, self.spec, self.windows.evidence_from, now
                 )
@@ -511,5 +509,4 @@ class RolloutController:
         await self.notifier.aclose(timeout)
         for gate in self.gates:
             await gate.aclose()
-        if self.prometheus is not None:
-            self.prometheus.close()
+        self.prometheus.close()

@@ -1,70 +1,233 @@
-"""Task supervision for the long-running daemon (kopf-style): every loop is a named task; a task
-that dies is logged and restarted with backoff, and one that keeps dying takes the process down
-(a clear exit beats a silent zombie). Cancellation is always re-raised.
+"""The daemon: Kafka in, judgments on event time and the wall clock, writes only when leading.
 
-Must not: swallow CancelledError, or restart a task that ended normally.
+``Daemon(settings, reporter).run()`` owns every long-running part: the supervisor and its named
+tasks (leader election, one watch per routed object, Kafka ingestion), signals, the rewind on
+takeover, rule reloads and the HTTP endpoints; it returns the rollouts' summary when it stops.
+
+Must not: parse arguments, print (the reporter does), or exit the process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
+import signal
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
+from analyzer.analysis.judge import Verdict
+from analyzer.config import LoadedRule
+from analyzer.notify.delivery import DeliveryQueue
+from analyzer.routers.base import RoutedObject, RouterError
+from analyzer.routers.kubeconfig import api_client
+from analyzer.runtime.controller import RolloutController
+from analyzer.runtime.engine import Engine
+from analyzer.runtime.http import Observed, make_app
+from analyzer.runtime.http import serve as serve_http
+from analyzer.runtime.leader import KubeLeaseStore, LeaderElector
+from analyzer.runtime.reload import RuleDirectory
+from analyzer.runtime.summary import summarize
+from analyzer.runtime.supervisor import Supervisor
+from analyzer.runtime.wiring import SetupError, build_controllers, swap_controllers
+from analyzer.sources.kafka import KafkaSettings, KafkaSource
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
+
 log = structlog.get_logger("analyzer.daemon")
 
+IDLE_LOOKBACK = 300.0
+"""Seconds of log a replica reads at start when no rollout is running."""
+RELOAD_EVERY = 5.0
 
-@dataclass
-class Supervisor:
-    """Runs named coroutines; restarts crashed ones; gives up after ``max_crashes`` in
-    ``window`` seconds by setting ``fatal`` (the daemon then stops and exits non-zero)."""
 
-    stop: asyncio.Event
-    max_crashes: int = 5
-    window: float = 300.0
-    base_backoff: float = 0.5
-    max_backoff: float = 30.0
-    clock: Callable[[], float] = time.monotonic
-    fatal: str | None = None
-    crashes: dict[str, int] = field(default_factory=dict)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+class Reporter(Protocol):
+    """Where judgments and decisions are shown (the terminal, or nowhere)."""
 
-    def spawn(self, name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._guard(name, run), name=name)
-        self.tasks.append(task)
-        return task
+    def __call__(self, c: RolloutController, now: float, verdict: Verdict) -> None: ...
 
-    async def _guard(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
-        recent: list[float] = []
-        while not self.stop.is_set():
+    def flush(self, controllers: Sequence[RolloutController]) -> None: ...
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    rules: list[LoadedRule]
+    kafka: KafkaSettings
+    dry_run: bool = False
+    kubeconfig: str | None = None
+    lease_name: str = "canary-analyzer"
+    lease_namespace: str | None = None
+    http_port: int = 8080
+    rule_paths: list[Path] = field(default_factory=list)
+    """Rule files re-read every few seconds (hot reload); empty: the rules never change."""
+
+
+class Daemon:
+    def __init__(self, settings: DaemonSettings, reporter: Reporter) -> None:
+        self.settings = settings
+        self.reporter = reporter
+        self.stop = asyncio.Event()
+        self.supervisor = Supervisor(self.stop)
+        self.api: ApiClient | None = None
+        self.queues: list[DeliveryQueue] = []
+        self.controllers: list[RolloutController] = []
+        self.is_leader: Callable[[], bool] = lambda: True  # one replica, files: always leads
+
+    async def run(self) -> list[dict[str, Any]]:
+        """Until SIGINT/SIGTERM (or a task that keeps crashing); the rollouts' summary."""
+        s = self.settings
+        if any(r.manifest_path is None for r in s.rules):
             try:
-                await run()
-                return  # ended by itself (usually: stop was set)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                now = self.clock()
-                recent = [t for t in recent if now - t < self.window] + [now]
-                self.crashes[name] = self.crashes.get(name, 0) + 1
-                if len(recent) >= self.max_crashes:
-                    self.fatal = f"task {name} crashed {len(recent)} times: {exc!r}"
-                    log.error("task_failed_for_good", task=name, error=repr(exc))
-                    self.stop.set()
-                    return
-                delay = min(self.max_backoff, self.base_backoff * 2 ** (len(recent) - 1))
-                log.error("task_crashed", task=name, error=repr(exc), restart_in=delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), delay)
+                self.api = await api_client(s.kubeconfig)
+            except RouterError as exc:
+                raise SetupError([f"kubernetes: {exc}"]) from exc
+        try:
+            return await self._run()
+        finally:
+            if self.api is not None:
+                await self.api.close()
 
-    async def shutdown(self, timeout: float) -> None:
-        """Give the tasks ``timeout`` seconds to finish after stop, then cancel them."""
-        self.stop.set()
-        if self.tasks:
-            _, pending = await asyncio.wait(self.tasks, timeout=timeout)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+    async def _run(self) -> list[dict[str, Any]]:
+        s = self.settings
+        self.controllers = build_controllers(
+            s.rules, s.dry_run, self.reporter, self.api, self.queues
+        )
+        for c in self.controllers:
+            try:
+                await c.router.check_served()
+            except RouterError as exc:
+                raise SetupError([f"rule {c.name}: {exc}"]) from exc
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        await self._elect()
+        engine = Engine(self.controllers, is_leader=self.is_leader)
+        await engine.start(time.time())
+        replica = os.environ.get("CANARY_ANALYZER_REPLICA") or socket.gethostname()
+        source = KafkaSource(s.kafka.for_replica(replica), engine, wall_clock=True)
+        # Nothing running: the log before now can only precede every step that will start, so
+        # read from a few minutes back (clock skew) instead of the whole retention.
+        since = self._running_since()
+        if since is not None:
+            await source.start(since=since)
+        else:
+            await source.start(since=time.time() - IDLE_LOOKBACK, must_rewind=False)
+        for c in self.controllers:
+            self.supervisor.spawn(f"watch-{c.name}", self._watcher(c, engine))
+        self.supervisor.spawn("kafka-ingest", lambda: source.run(self.stop))
+        rule_dir = RuleDirectory(s.rule_paths) if s.rule_paths else None
+        if rule_dir is not None:
+            rule_dir.poll()
+        http = await self._serve(engine, source, rule_dir)
+        try:
+            await self._loop(engine, source, rule_dir)
+        finally:
+            # SIGTERM: no new decisions, in-flight ones finish (10 s), notifications flush (10 s).
+            await self.supervisor.shutdown(timeout=10)
+            await source.stop()
+            await engine.close()
+            self.reporter.flush(self.controllers)
+            if http is not None:
+                await http.cleanup()
+        summary = await summarize(self.controllers)
+        if self.supervisor.fatal is not None:
+            summary.append(
+                {
+                    "name": "daemon",
+                    "phase": "Error",
+                    "canary_percent": None,
+                    "weights": {},
+                    "error": self.supervisor.fatal,
+                    "decisions": [],
+                }
+            )
+        return summary
+
+    async def _elect(self) -> None:
+        if self.api is None:
+            return
+        s = self.settings
+        identity = f"{socket.gethostname()}-{os.getpid()}"
+        namespace = s.lease_namespace or os.environ.get("POD_NAMESPACE", "default")
+        elector = LeaderElector(
+            KubeLeaseStore(self.api, s.lease_name, namespace), identity, clock=time.time
+        )
+        await elector.try_acquire_or_renew()
+        self.supervisor.spawn("leader-election", lambda: elector.run(self.stop))
+        self.is_leader = elector.is_leader
+
+    def _running_since(self) -> float | None:
+        starts = [c.state.evidence_since for c in self.controllers if c.active and c.state]
+        return min(starts) if starts else None
+
+    def _watcher(self, c: RolloutController, engine: Engine) -> Callable[[], Awaitable[None]]:
+        """The watch loop of one routed object; only the leader reacts (followers never write)."""
+
+        async def changed(obj: RoutedObject) -> None:
+            if self.is_leader():
+                await c.on_object_change(obj, engine.now or time.time())
+
+        return lambda: c.router.watch(changed, self.stop)
+
+    async def _serve(
+        self, engine: Engine, source: KafkaSource, rule_dir: RuleDirectory | None
+    ) -> Any:
+        if not self.settings.http_port:
+            return None
+        observed = Observed(
+            engine,
+            self.controllers,
+            self.queues,
+            source,
+            self.is_leader,
+            checks={
+                "kafka": source.not_ready,
+                "rollouts": lambda: (
+                    "; ".join(f"{c.name}: {c.error}" for c in self.controllers if c.error) or None
+                ),
+            },
+            rule_errors=lambda: len(rule_dir.errors) if rule_dir is not None else 0,
+        )
+        return await serve_http(make_app(observed), "0.0.0.0", self.settings.http_port)
+
+    async def _loop(
+        self, engine: Engine, source: KafkaSource, rule_dir: RuleDirectory | None
+    ) -> None:
+        leading = self.is_leader()
+        next_reload = time.monotonic() + RELOAD_EVERY
+        while not self.stop.is_set():
+            await asyncio.sleep(1.0)
+            self.reporter.flush(self.controllers)
+            # Taking over: the windows were rebuilt from the steps' starts; read the log
+            # again from there (records already folded are skipped by offset).
+            rewind = self.is_leader() and not leading
+            if rule_dir is not None and time.monotonic() >= next_reload:
+                next_reload = time.monotonic() + RELOAD_EVERY
+                reloaded = rule_dir.poll()
+                if reloaded is not None:
+                    await self._reload(engine, reloaded)
+                    rewind = True  # new rules' windows fill from their steps' starts
+            if rewind:
+                since = self._running_since()
+                if since is not None:
+                    await source.rewind(since)
+            leading = self.is_leader()
+
+    async def _reload(self, engine: Engine, rules: list[LoadedRule]) -> None:
+        s = self.settings
+        swapped, problems = swap_controllers(
+            self.controllers, rules, s.dry_run, self.reporter, self.api, self.queues
+        )
+        for problem in problems:  # that rule is left out; the others keep running
+            log.error("rule_refused", problem=problem)
+        fresh = [c for c in swapped if c not in self.controllers]
+        await engine.set_controllers(swapped)
+        self.controllers[:] = swapped
+        for c in fresh:
+            self.supervisor.spawn(f"watch-{c.name}", self._watcher(c, engine))

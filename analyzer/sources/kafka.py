@@ -252,6 +252,12 @@ class KafkaSource:
                 return
             await self.rewind(since)
 
+    def not_ready(self) -> str | None:
+        """Why the source cannot feed the rollouts yet (readiness), or None."""
+        if self.consumer is None or not self.consumer.assignment():
+            return "no Kafka partitions assigned yet"
+        return None
+
     async def _wait_for_assignment(self, timeout: float) -> None:
         assert self.consumer is not None
         deadline = time.monotonic() + timeout

@@ -20,34 +20,6 @@ from analyzer.config import RuleSpec, load_rules
 from analyzer.events.lineparser import EventParser
 
 
-def add_parser(rsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    plan = rsub.add_parser(
-        "plan",
-        help="per step: how long the rule needs at a given traffic; warns when "
-        "maxStepDuration is too short",
-        epilog="examples:\n  canary-analyzer rules plan rule.yaml --rps 2\n"
-        "  canary-analyzer rules plan rule.yaml --events gateway.jsonl",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    plan.add_argument("rule", help="one rule file")
-    plan.add_argument("--rps", type=float, help="requests/s of the rule's model, all adapters")
-    plan.add_argument(
-        "--events", help="a recorded access log: traffic, TTFT spread and error rate from it"
-    )
-    plan.add_argument(
-        "--sigma", type=float, default=0.5, help="spread of log TTFT (default: %(default)s)"
-    )
-    plan.add_argument(
-        "--error-rate", type=float, default=0.005, help="baseline error rate (default: %(default)s)"
-    )
-    plan.add_argument(
-        "--regression",
-        type=float,
-        help="TTFT factor whose detection time is shown (default: 1 + tolerance + 0.1)",
-    )
-    plan.set_defaults(func=cmd_rules_plan)
-
-
 def _from_log(spec: RuleSpec, path: Path) -> tuple[float, float, float]:
     """(requests/s, sigma of log TTFT, error rate) of the baseline adapters in ``path``."""
     parser = EventParser(spec.events, [spec.model])

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from analyzer.runtime.daemon import Supervisor
+from analyzer.runtime.supervisor import Supervisor
 
 
 def test_a_crashing_task_is_restarted_then_takes_the_process_down() -> None:

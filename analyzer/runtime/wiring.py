@@ -1,0 +1,104 @@
+"""Wiring: rule files into controllers, each with its router, notifier, gates and metrics source.
+
+Everything that can be wrong with a rule before it runs (a file that does not parse, a secret
+that is not set, a router that cannot reach its object) is raised as ``SetupError`` naming the
+rule and the fix; the caller decides whether that ends the process (start-up) or only drops
+that rule (a reload, where the others keep running).
+
+Must not: print, exit, or start any loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from analyzer.config import LoadedRule, load_rules
+from analyzer.notify.delivery import DeliveryQueue
+from analyzer.notify.factory import make_gates, make_notifier
+from analyzer.routers.base import RouterError
+from analyzer.routers.factory import make_router
+from analyzer.runtime.controller import JudgmentListener, RolloutController
+from analyzer.secrets import SecretError
+from analyzer.sources.metrics import make_metrics_source
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
+
+
+class SetupError(Exception):
+    """What stops a command before it runs, one problem per line (exit status 2)."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)
+
+
+def load_rule_files(paths: Sequence[str | Path]) -> list[LoadedRule]:
+    """Every rule of ``paths``; any problem in any file refuses them all, each named."""
+    rules, errors = load_rules([Path(p) for p in paths])
+    if errors:
+        raise SetupError([str(err) for err in errors])
+    if not rules:
+        raise SetupError(["no rules found in " + ", ".join(map(str, paths))])
+    return rules
+
+
+def build_controllers(
+    rules: Sequence[LoadedRule],
+    dry_run: bool,
+    listener: JudgmentListener | None,
+    api: ApiClient | None = None,
+    queues: list[DeliveryQueue] | None = None,
+) -> list[RolloutController]:
+    out = []
+    for loaded in rules:
+        try:
+            router = make_router(loaded, dry_run, api)
+            notifier, rule_queues = make_notifier(
+                loaded.rule.spec, api if loaded.manifest_path is None else None
+            )
+            gates = make_gates(loaded.rule.spec)
+            metrics = make_metrics_source(loaded.rule.spec.prometheus)
+        except (RouterError, SecretError) as exc:
+            raise SetupError([f"{loaded.source}:{loaded.line}: rule {loaded.name}: {exc}"]) from exc
+        if queues is not None:
+            queues.extend(rule_queues)
+        out.append(
+            RolloutController(
+                loaded,
+                router,
+                notifier,
+                dry_run=dry_run,
+                on_judgment=listener,
+                gates=gates,
+                prometheus=metrics,
+            )
+        )
+    return out
+
+
+def swap_controllers(
+    current: Sequence[RolloutController],
+    rules: Sequence[LoadedRule],
+    dry_run: bool,
+    listener: JudgmentListener | None,
+    api: ApiClient | None,
+    queues: list[DeliveryQueue],
+) -> tuple[list[RolloutController], list[str]]:
+    """Keep the controllers whose rule did not change, build the others; a rule that cannot
+    be built is left out (the others keep running) and its problem returned."""
+    by_rule = {(c.name, c.loaded.rule.model_dump_json()): c for c in current}
+    out: list[RolloutController] = []
+    problems: list[str] = []
+    for loaded in rules:
+        kept = by_rule.get((loaded.name, loaded.rule.model_dump_json()))
+        if kept is not None:
+            out.append(kept)
+            continue
+        try:
+            out.extend(build_controllers([loaded], dry_run, listener, api, queues))
+        except SetupError as exc:
+            problems.extend(exc.lines)
+    return out, problems
