@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from analyzer import __version__
+from analyzer.errors import SetupError
 
 DESCRIPTION = (
     "Statistical canary rollouts for LoRA adapters on shared vLLM base models: judge the "
@@ -139,9 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module, name = args.func.split(":")
     command = getattr(importlib.import_module(f"analyzer.commands.{module}"), name)
-    # Imported with the command: the wiring pulls in the runtime.
-    from analyzer.runtime.wiring import SetupError  # noqa: PLC0415
-
     try:
         result: int = command(args)
     except SetupError as exc:

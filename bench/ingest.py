@@ -42,9 +42,9 @@ from analyzer.notify.base import NoopNotifier  # noqa: E402
 from analyzer.routers.factory import make_router  # noqa: E402
 from analyzer.runtime.controller import RolloutController  # noqa: E402
 from analyzer.runtime.engine import Engine  # noqa: E402
+from analyzer.simulator.gateway import GatewaySimulator, TrafficProfile  # noqa: E402
 from analyzer.sources.kafka import KafkaSettings, KafkaSource  # noqa: E402
-from analyzer.sources.simulated import GatewaySimulator, TrafficProfile  # noqa: E402
-from tests.kafkabroker import Broker, create_topic  # noqa: E402
+from tests.servers.kafkabroker import Broker, create_topic  # noqa: E402
 
 WATCHED, UNWATCHED = b'"model":"lora-request"', b'"model":"chat-general"'
 CANARY = frozenset(f"tweet-summary{s}" for s in ("", "-1", "-2", "-3", "-4"))

@@ -1,10 +1,10 @@
 """Latency of a rollback, through the daemon process as it runs in a cluster.
 
-The whole system of the full-system tests (tests/world.py: a real Kafka-protocol broker, a real
-Prometheus, the Kubernetes API emulator, a webhook receiver) and `canary-analyzer run --kafka` as
-a child process. Each run puts a fresh InferenceModel, starts the daemon on one rule (interval
-1 s, failureThreshold 2) and sends live gateway traffic in which the canary is x1.4 slower, until
-the rollout is rolled back. Per run, in wall time:
+The whole system of the full-system tests (tests/servers/world.py: a real Kafka-protocol broker,
+a real Prometheus, the Kubernetes API emulator, a webhook receiver) and `canary-analyzer run
+--kafka` as a child process. Each run puts a fresh InferenceModel, starts the daemon on one rule
+(interval 1 s, failureThreshold 2) and sends live gateway traffic in which the canary is x1.4
+slower, until the rollout is rolled back. Per run, in wall time:
   evidence -> PATCH:   from the first failing judgment's time (the end of the interval whose
                        lines made the evidence conclusive; the gateway stamps lines with wall
                        time) to the rollback PATCH as the API emulator received it;
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.promserver import free_port
-from tests.world import (
+from tests.servers.promserver import free_port
+from tests.servers.world import (
     BASELINE,
     World,
     gateway,

@@ -25,8 +25,8 @@ from analyzer.notify.base import NoopNotifier
 from analyzer.routers.factory import make_router
 from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
+from analyzer.simulator.gateway import GatewaySimulator, TrafficProfile
 from analyzer.sources.replay import iter_batches
-from analyzer.sources.simulated import GatewaySimulator, TrafficProfile
 
 DEMO = Path(__file__).resolve().parents[1] / "analyzer" / "demo"
 CANARY = frozenset(f"tweet-summary{s}" for s in ("", "-1", "-2", "-3", "-4"))

@@ -1,6 +1,6 @@
 """The rollout bench's own gateway: per-request traffic for one second of event time.
 
-Deliberately not the product's simulator (analyzer/sources/simulated.py): the bench must not
+Deliberately not the product's simulator (analyzer/simulator/gateway.py): the bench must not
 share code with what it measures. Requests arrive as a Poisson process; each goes to the canary
 group with the canary share the analyzer last wrote; TTFT is lognormal (median 250 ms, sigma
 0.5) with the scenario's changes; lines are Envoy JSON access-log lines as the gateway writes.

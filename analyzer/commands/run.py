@@ -20,11 +20,12 @@ import orjson
 
 from analyzer.commands.report import Progress, ProgressListener, clock, events_line, print_summary
 from analyzer.config import LoadedRule
+from analyzer.errors import SetupError
 from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.daemon import Daemon, DaemonSettings
 from analyzer.runtime.engine import Engine
 from analyzer.runtime.summary import summarize
-from analyzer.runtime.wiring import SetupError, build_controllers, load_rule_files
+from analyzer.runtime.wiring import build_controllers, load_rule_files
 from analyzer.sources.kafka import KafkaSettings
 from analyzer.sources.replay import iter_batches
 from analyzer.telemetry import configure_logging

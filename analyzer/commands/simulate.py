@@ -23,7 +23,7 @@ from analyzer.routers.base import TrafficRouter
 from analyzer.runtime.engine import Engine
 from analyzer.runtime.summary import summarize
 from analyzer.runtime.wiring import build_controllers, load_rule_files
-from analyzer.sources.simulated import GatewaySimulator, TargetsReader, TrafficProfile
+from analyzer.simulator.gateway import GatewaySimulator, TargetsReader, TrafficProfile
 from analyzer.telemetry import configure_logging
 
 

@@ -1,4 +1,4 @@
-"""Builds a rule's notifier (log + its destinations, each behind a delivery queue) and gates.
+"""Builds a rule's notifier (log + its destinations, each behind a delivery queue).
 
 Must not: keep secrets anywhere but inside the transports that need them.
 """
@@ -12,7 +12,6 @@ from kubernetes_asyncio.client import ApiClient
 from analyzer.config import RuleSpec, SlackDestination, WebhookDestination
 from analyzer.notify.base import FanoutNotifier, Notifier
 from analyzer.notify.delivery import DeliveryQueue, Transport
-from analyzer.notify.gates import Gate, HttpGate
 from analyzer.notify.kubeevents import KubeEventTransport
 from analyzer.notify.log import LogNotifier
 from analyzer.notify.slack import SlackBotTransport, SlackWebhookTransport
@@ -52,10 +51,3 @@ def make_notifier(
         queues.append(DeliveryQueue("kubernetes-events", KubeEventTransport(api, spec.target)))
     notifiers: Sequence[Notifier] = [LogNotifier(), *queues]
     return FanoutNotifier(list(notifiers)), queues
-
-
-def make_gates(spec: RuleSpec) -> list[Gate]:
-    return [
-        HttpGate(g.name, g.type, resolve(g.url), resolve(g.secret) if g.secret else None, g.timeout)
-        for g in spec.gates
-    ]

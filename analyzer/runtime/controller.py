@@ -25,8 +25,8 @@ from analyzer.analysis.judge import Verdict, settle
 from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, METRICS, StepWindows
 from analyzer.config import CheckSpec, LoadedRule, PrometheusCheckSpec
 from analyzer.events.columns import Columns
+from analyzer.gates.base import Gate, GateKind
 from analyzer.notify.base import Notification, Notifier
-from analyzer.notify.gates import Gate, GateKind
 from analyzer.rollout import machine
 from analyzer.rollout.machine import (
     COMMANDS,

@@ -23,6 +23,7 @@ import structlog
 
 from analyzer.analysis.judge import Verdict
 from analyzer.config import LoadedRule
+from analyzer.errors import SetupError
 from analyzer.notify.delivery import DeliveryQueue
 from analyzer.routers.base import RoutedObject, RouterError
 from analyzer.routers.kubeconfig import api_client
@@ -34,7 +35,7 @@ from analyzer.runtime.leader import KubeLeaseStore, LeaderElector
 from analyzer.runtime.reload import RuleDirectory
 from analyzer.runtime.summary import summarize
 from analyzer.runtime.supervisor import Supervisor
-from analyzer.runtime.wiring import SetupError, build_controllers, swap_controllers
+from analyzer.runtime.wiring import build_controllers, swap_controllers
 from analyzer.sources.kafka import KafkaSettings, KafkaSource
 
 if TYPE_CHECKING:

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analyzer.config import LoadedRule, load_rules
+from analyzer.errors import SetupError
+from analyzer.gates.factory import make_gates
 from analyzer.notify.delivery import DeliveryQueue
-from analyzer.notify.factory import make_gates, make_notifier
+from analyzer.notify.factory import make_notifier
 from analyzer.routers.base import RouterError
 from analyzer.routers.factory import make_router
 from analyzer.runtime.controller import JudgmentListener, RolloutController
@@ -25,14 +27,6 @@ from analyzer.sources.metrics import make_metrics_source
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
-
-
-class SetupError(Exception):
-    """What stops a command before it runs, one problem per line (exit status 2)."""
-
-    def __init__(self, lines: Sequence[str]) -> None:
-        super().__init__("\n".join(lines))
-        self.lines = list(lines)
 
 
 def load_rule_files(paths: Sequence[str | Path]) -> list[LoadedRule]:

@@ -28,10 +28,8 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from analyzer.analysis.promchecks import QueryOutcome
-from analyzer.config import PrometheusCheckSpec, PrometheusSpec, RuleSpec
+from analyzer.config import TEMPLATE_RE, PrometheusCheckSpec, PrometheusSpec, RuleSpec
 from analyzer.secrets import resolve
-
-_TEMPLATE_RE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
 
 
 def _regex(names: Sequence[str]) -> str:
@@ -56,7 +54,7 @@ def template_context(spec: RuleSpec, step_start: float, now: float) -> dict[str,
 
 
 def render(query: str, context: Mapping[str, str]) -> str:
-    return _TEMPLATE_RE.sub(lambda m: context[m.group(1)], query)
+    return TEMPLATE_RE.sub(lambda m: context[m.group(1)], query)
 
 
 class PrometheusSource:

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from analyzer.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from tests.promserver import free_port
-from tests.world import (
+from tests.servers.promserver import free_port
+from tests.servers.world import (
     BASELINE,
     DOC_API_VERSION,
     DOC_BASELINE,

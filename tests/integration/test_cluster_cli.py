@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.daemon import start_daemon
 from tests.integration.test_kube_router import _object, rule_text
-from tests.kafkabroker import Broker, create_topic
-from tests.kubeapi import KubeApi
-from tests.promserver import free_port
+from tests.servers.daemon import start_daemon
+from tests.servers.kafkabroker import Broker, create_topic
+from tests.servers.kubeapi import KubeApi
+from tests.servers.promserver import free_port
 
 pytestmark = pytest.mark.slow
 API_VERSION = "inference.networking.x-k8s.io/v1alpha2"

@@ -27,7 +27,7 @@ from analyzer.routers.factory import make_router
 from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
 from tests.conftest import DEMO, fresh_demo, replay
-from tests.crd import validate
+from tests.servers.crd import validate
 
 pytestmark = pytest.mark.slow
 

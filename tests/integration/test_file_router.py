@@ -9,7 +9,7 @@ from ruamel.yaml import YAML
 from analyzer.config import TargetRef
 from analyzer.routers.base import ConflictError, RouterError
 from analyzer.routers.file import FileRouter
-from tests.crd import validate
+from tests.servers.crd import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
 from analyzer.runtime.http import Observed, make_app, serve
 from tests.conftest import fresh_demo
-from tests.promserver import free_port
+from tests.servers.promserver import free_port
 
 
 def test_endpoints_report_a_rollout(tmp_path: Path, simulated_log: Callable[..., Path]) -> None:

@@ -24,7 +24,7 @@ from analyzer.runtime.engine import Engine
 from analyzer.sources.kafka import KafkaSettings, KafkaSource
 from analyzer.sources.parsepool import usable_cpus
 from tests.conftest import fresh_demo, replay
-from tests.kafkabroker import Broker, create_topic, produce
+from tests.servers.kafkabroker import Broker, create_topic, produce
 
 pytestmark = pytest.mark.slow
 CANARY = {f"tweet-summary{s}" for s in ("", "-1", "-2", "-3", "-4")}

@@ -1,6 +1,6 @@
 """The Kubernetes router over HTTP, with the real kubernetes_asyncio client, against an API
 server emulator that enforces resourceVersion conflicts and validates every write against the
-upstream CRDs (tests/kubeapi.py)."""
+upstream CRDs (tests/servers/kubeapi.py)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
 from analyzer.runtime.leader import KubeLeaseStore, LeaderElector
 from tests.conftest import DEMO, fresh_demo, replay
-from tests.crd import CRD_DIR
-from tests.kubeapi import KubeApi
+from tests.servers.crd import CRD_DIR
+from tests.servers.kubeapi import KubeApi
 
 pytestmark = pytest.mark.slow
 BASELINE = [f"sql-lora{s}" for s in ("", "-1", "-2", "-3", "-4")]

@@ -29,7 +29,7 @@ from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
 from tests.blockkit import errors as blockkit_errors
 from tests.conftest import fresh_demo, replay
-from tests.receiver import Answer, Receiver
+from tests.servers.receiver import Answer, Receiver
 
 SECRET = "s3cr3t-signing-key"
 CHECKS = (

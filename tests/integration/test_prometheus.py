@@ -19,9 +19,9 @@ from analyzer.routers.factory import make_router
 from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
 from analyzer.sources.prometheus import PrometheusSource, render, template_context
-from tests.promserver import BOUNDS, PrometheusServer
 from tests.ranks import weighted_mannwhitney
-from tests.receiver import Answer, Receiver
+from tests.servers.promserver import BOUNDS, PrometheusServer
+from tests.servers.receiver import Answer, Receiver
 
 pytestmark = pytest.mark.slow
 

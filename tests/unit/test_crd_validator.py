@@ -1,6 +1,6 @@
 """The CRD validator the router tests rely on refuses what a real API server refuses."""
 
-from tests.crd import validate
+from tests.servers.crd import validate
 
 V1A2 = {
     "apiVersion": "inference.networking.x-k8s.io/v1alpha2",

@@ -24,11 +24,11 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from ruamel.yaml import YAML
 
-from tests.daemon import start_daemon
-from tests.kafkabroker import Broker, create_topic
-from tests.kubeapi import KubeApi
-from tests.promserver import PrometheusServer
-from tests.receiver import Receiver
+from tests.servers.daemon import start_daemon
+from tests.servers.kafkabroker import Broker, create_topic
+from tests.servers.kubeapi import KubeApi
+from tests.servers.promserver import PrometheusServer
+from tests.servers.receiver import Receiver
 
 API_VERSION = "inference.networking.x-k8s.io/v1alpha2"
 BASELINE = ["base-a", "base-b"]
@@ -76,7 +76,7 @@ def inference_model(name: str, model: str) -> dict[str, Any]:
     }
 
 
-DOC = Path(__file__).resolve().parents[1] / "analyzer" / "demo" / "inferencemodel.yaml"
+DOC = Path(__file__).resolve().parents[2] / "analyzer" / "demo" / "inferencemodel.yaml"
 DOC_API_VERSION = "inference.networking.x-k8s.io/v1alpha1"
 DOC_BASELINE = [f"sql-lora{s}" for s in ("", "-1", "-2", "-3", "-4")]
 DOC_CANARY = [f"tweet-summary{s}" for s in ("", "-1", "-2", "-3", "-4")]

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.threaded import ThreadedServer
+from tests.servers.threaded import ThreadedServer
 
 
 @dataclass

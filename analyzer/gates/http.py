@@ -1,4 +1,4 @@
-"""Gates: receivers that must say yes before the rollout advances or promotes (Flagger-style).
+"""The HTTP gate: a receiver that must say yes before the rollout advances or promotes.
 
 The daemon POSTs the webhook payload of the decision it is about to make (``type``
 ``rollout.confirm-step`` or ``rollout.confirm-promotion``), signed like webhooks. A 2xx answer
@@ -12,33 +12,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, Protocol
 
 import httpx
 import orjson
 
+from analyzer.gates.base import GateAnswer, GateKind
 from analyzer.notify.base import Notification
 from analyzer.notify.delivery import DeliveryError
 from analyzer.notify.http import post_json
 from analyzer.notify.webhook import payload, signed_headers
-
-GateKind = Literal["confirm-step", "confirm-promotion"]
-
-
-@dataclass(frozen=True)
-class GateAnswer:
-    open: bool
-    reason: str
-
-
-class Gate(Protocol):
-    name: str
-    kind: GateKind
-
-    async def confirm(self, notification: Notification) -> GateAnswer: ...
-
-    async def aclose(self) -> None: ...
 
 
 class HttpGate:

@@ -4,7 +4,8 @@ It behaves like the API server where the routers depend on it: every object has 
 resourceVersion; a write (PUT, or a PATCH carrying metadata.resourceVersion) computed from a
 stale version gets 409 Conflict; merge-patch (RFC 7386) and JSON-patch (RFC 6902) semantics,
 lists replaced whole by merge patches; every object written is validated against the CRD's
-openAPIV3Schema and CEL rules (tests/crd.py), 422 when invalid; discovery of served versions.
+openAPIV3Schema and CEL rules (tests/servers/crd.py), 422 when invalid; discovery of served
+versions.
 Runs aiohttp in its own thread so the real kubernetes_asyncio client can talk to it.
 """
 
@@ -22,8 +23,8 @@ import jsonpatch
 from aiohttp import ClientConnectionResetError, web
 from ruamel.yaml import YAML
 
-from tests.crd import CRD_DIR, validate
-from tests.threaded import ThreadedServer
+from tests.servers.crd import CRD_DIR, validate
+from tests.servers.threaded import ThreadedServer
 
 Key = tuple[str, str, str, str, str]  # group, version, namespace, plural, name
 

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 from ruamel.yaml import YAML
 
-CRD_DIR = Path(__file__).parent / "crds"
+CRD_DIR = Path(__file__).parents[1] / "crds"
 
 Rule = Callable[[Any, Any], bool]
 KNOWN_RULES: dict[str, Rule] = {
@@ -47,7 +47,9 @@ def _cel(schema: dict[str, Any], new: Any, old: Any, path: str, errors: list[str
     for rule in schema.get("x-kubernetes-validations", []):
         check = KNOWN_RULES.get(rule["rule"])
         if check is None:
-            raise AssertionError(f"CEL rule not implemented in tests/crd.py: {rule['rule']}")
+            raise AssertionError(
+                f"CEL rule not implemented in tests/servers/crd.py: {rule['rule']}"
+            )
         if not check(new, old):
             errors.append(f"{path}: {rule.get('message', rule['rule'])}")
     if isinstance(new, dict):
