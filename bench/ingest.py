@@ -43,7 +43,8 @@ from analyzer.routers.factory import make_router  # noqa: E402
 from analyzer.runtime.controller import RolloutController  # noqa: E402
 from analyzer.runtime.engine import Engine  # noqa: E402
 from analyzer.simulator.gateway import GatewaySimulator, TrafficProfile  # noqa: E402
-from analyzer.sources.kafka import KafkaSettings, KafkaSource  # noqa: E402
+from analyzer.sources.kafka import KafkaSource  # noqa: E402
+from analyzer.sources.kafkasettings import KafkaSettings  # noqa: E402
 from tests.servers.kafkabroker import Broker, create_topic  # noqa: E402
 
 WATCHED, UNWATCHED = b'"model":"lora-request"', b'"model":"chat-general"'

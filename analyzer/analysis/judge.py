@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from analyzer.analysis.checks import CheckResult, evaluate
-from analyzer.analysis.windows import StepWindows
-from analyzer.config import AnalysisSpec, CheckSpec
+from analyzer.analysis.checks import CheckResult
+from analyzer.analysis.kinds import Evidence, kind_of
+from analyzer.config import AnalysisSpec, CheckSpec, PrometheusCheckSpec
 from analyzer.stats.corrections import adjust
 
 VerdictStatus = Literal["pass", "fail", "inconclusive", "nodata"]
@@ -81,7 +81,10 @@ def settle(results: Sequence[CheckResult], analysis: AnalysisSpec) -> Verdict:
 
 
 def judge(
-    checks: Sequence[CheckSpec], analysis: AnalysisSpec, strata: Sequence[StepWindows]
+    checks: Sequence[CheckSpec | PrometheusCheckSpec], analysis: AnalysisSpec, evidence: Evidence
 ) -> Verdict:
-    """Every access-log check on the rollout's steps so far (the current step last)."""
-    return settle([evaluate(c, strata, analysis.min_samples) for c in checks], analysis)
+    """Every check, each by its kind, on the judgment's evidence; then corrected and
+    aggregated (``settle``)."""
+    return settle(
+        [kind_of(c).evaluate(c, evidence, analysis.min_samples) for c in checks], analysis
+    )

@@ -37,6 +37,8 @@ class QueryOutcome:
     samples: tuple[tuple[Mapping[str, str], float], ...] = ()
     error: str | None = None
     unreachable: bool = False
+    unasked: bool = False
+    """No query was sent (no Prometheus configured, or none asked this judgment)."""
 
 
 def _base(
@@ -59,6 +61,8 @@ def _problem(check: PrometheusCheckSpec, out: QueryOutcome, group: str) -> Check
     """The explained non-result for a query that gave no usable answer, else None."""
     base = _base(check)
     where = f" ({group})" if group else ""
+    if out.unasked:
+        return _with(base, "nodata", f"no data{where}: {out.error}")
     if out.unreachable:
         return _with(base, "nodata", f"Prometheus unreachable{where}: {out.error}")
     if out.error is not None:
@@ -232,6 +236,13 @@ def _finite(bounds: np.ndarray) -> np.ndarray:
     finite = bounds[np.isfinite(bounds)]
     top = float(finite.max()) * 10 if finite.size and finite.max() > 0 else 1.0
     return np.where(np.isfinite(bounds), bounds, top)
+
+
+def unanswered(check: PrometheusCheckSpec, why: str) -> list[QueryOutcome]:
+    """The outcomes of a check whose queries got no answer (``why``): it is ``nodata``."""
+    return [QueryOutcome(error=why, unasked=True)] * (
+        1 if check.resolved_test == "threshold" else 2
+    )
 
 
 def evaluate(

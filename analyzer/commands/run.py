@@ -26,7 +26,7 @@ from analyzer.runtime.daemon import Daemon, DaemonSettings
 from analyzer.runtime.engine import Engine
 from analyzer.runtime.summary import summarize
 from analyzer.runtime.wiring import build_controllers, load_rule_files
-from analyzer.sources.kafka import KafkaSettings
+from analyzer.sources.kafkasettings import KafkaSettings
 from analyzer.sources.replay import iter_batches
 from analyzer.telemetry import configure_logging
 

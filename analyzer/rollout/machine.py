@@ -38,6 +38,17 @@ Command = Literal["pause", "resume", "abort", "promote"]
 COMMANDS: tuple[Command, ...] = ("pause", "resume", "abort", "promote")
 
 
+def parse_command(raw: str, where: str) -> tuple[Command, str] | None:
+    """A command annotation's value (``pause: load test at 14:00``) as (command, reason); None
+    for an unknown command. ``where`` names the annotation in the default reason."""
+    word, _, note = raw.partition(":")
+    word = word.strip().lower()
+    for command in COMMANDS:
+        if word == command:
+            return command, note.strip() or f"annotation {where}={raw}"
+    return None
+
+
 @dataclass(frozen=True)
 class SetCanaryPercent:
     percent: int

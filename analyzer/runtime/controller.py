@@ -19,25 +19,19 @@ from dataclasses import replace
 
 import structlog
 
-from analyzer.analysis import promchecks
-from analyzer.analysis.checks import CheckResult, evaluate, guarded_tolerance
-from analyzer.analysis.judge import Verdict, settle
+from analyzer.analysis.judge import Verdict, judge
+from analyzer.analysis.kinds import Evidence
+from analyzer.analysis.steps import RolloutWindows
 from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, METRICS, StepWindows
-from analyzer.config import CheckSpec, LoadedRule, PrometheusCheckSpec
+from analyzer.config import LoadedRule
 from analyzer.events.columns import Columns
 from analyzer.gates.base import Gate, GateKind
 from analyzer.notify.base import Notification, Notifier
 from analyzer.rollout import machine
-from analyzer.rollout.machine import (
-    COMMANDS,
-    Announce,
-    Command,
-    RestoreWeights,
-    RolloutAction,
-    SetCanaryPercent,
-)
+from analyzer.rollout.guards import data_quality_refusal, targets_after, warmup_verdict
+from analyzer.rollout.machine import COMMANDS, Announce, Command, RolloutAction
 from analyzer.rollout.state import Decision, RolloutState, annotation_key, revision
-from analyzer.rollout.weights import Target, WeightError, canary_share, limits_for, split
+from analyzer.rollout.weights import Target, WeightError, limits_for
 from analyzer.routers.base import (
     ConflictError,
     RoutedObject,
@@ -74,12 +68,16 @@ class RolloutController:
         self.router = router
         self.notifier = notifier
         self.dry_run = dry_run or self.spec.analysis.dry_run
-        self.raw_limit = raw_limit
         self.limits = limits_for(self.spec.target.kind, self.spec.target.api_version)
         self.state: RolloutState | None = None
-        self.windows: StepWindows | None = None
-        self.strata: list[StepWindows] = []
-        """The rollout's earlier steps (closed), pooled with the current one as evidence."""
+        read = {c.metric for c in self.spec.accesslog_checks}
+        self.steps = RolloutWindows(
+            frozenset(self.spec.baseline),
+            frozenset(self.spec.canary),
+            raw_limit=raw_limit,
+            metrics=tuple(m for m in METRICS if m in read),
+            warmup=self.spec.analysis.warmup,
+        )
         self.next_judgment_at: float | None = None
         self.announced: list[Notification] = []
         self.last_verdict: Verdict | None = None
@@ -92,6 +90,11 @@ class RolloutController:
         """Judgments by (check, status), for the daemon's metrics."""
         self._gate_refusal: str | None = None
         self._log = log.bind(rule=self.name, object=router.describe)
+
+    @property
+    def windows(self) -> StepWindows | None:
+        """The current step's windows."""
+        return self.steps.current
 
     @property
     def decisions(self) -> list[Decision]:
@@ -143,27 +146,14 @@ class RolloutController:
                 "rollout_superseded", old_revision=previous.revision, revision=self.revision
             )
         state, actions = machine.start(self.name, self.revision, self.spec.steps, obj.targets, now)
-        self.strata, self.windows = [], None
+        self.steps.clear()
         self._reset_windows(state)
         self.next_judgment_at = now + self.spec.analysis.interval
         await self._apply(obj, state, actions, {})
 
     def fold(self, cols: Columns, rows: IntArray) -> None:
-        """Each row to the window of its time: an earlier step's, or the current one (which
-        also counts what precedes the rollout's evidence)."""
-        if self.windows is None or not self.active:
-            return
-        if not self.strata:
-            self.windows.fold(cols, rows)
-            return
-        ts = cols.timestamp[rows]
-        earlier = (ts >= self.strata[0].started_at) & (ts < self.windows.started_at)
-        for w in self.strata:
-            assert w.ends_at is not None
-            mine = rows[earlier & (ts >= w.started_at) & (ts < w.ends_at)]
-            if mine.size:
-                w.fold(cols, mine)
-        self.windows.fold(cols, rows[~earlier])
+        if self.active:
+            self.steps.fold(cols, rows)
 
     def due(self, now: float) -> bool:
         return self.active and self.next_judgment_at is not None and now >= self.next_judgment_at
@@ -204,8 +194,10 @@ class RolloutController:
                 return
             if self.state.phase != "Progressing":
                 return
-            guarded = self._warmup_guard(now)
-            verdict = guarded or settle(await self._check_results(now), self.spec.analysis)
+            guarded = warmup_verdict(self.spec, self.windows, now)
+            verdict = guarded or judge(
+                self.spec.checks, self.spec.analysis, await self._evidence(now)
+            )
             self.last_verdict = verdict
             for r in verdict.checks:
                 self.judgments[(r.name, r.status)] += 1
@@ -215,7 +207,9 @@ class RolloutController:
                 state, actions = machine.on_warmup_guard(self.state, verdict, now)
             else:
                 state, actions = machine.on_verdict(self.state, verdict, self.spec.analysis, now)
-            refusal = self._data_quality(actions) or await self._ask_gates(obj, state, actions)
+            refusal = data_quality_refusal(
+                actions, self.windows, self.spec.analysis, self.spec.model
+            ) or await self._ask_gates(obj, state, actions)
             if refusal is not None:
                 if refusal != self._gate_refusal:  # say it once, not every interval
                     self._gate_refusal = refusal
@@ -235,7 +229,10 @@ class RolloutController:
         """Humans first: a command annotation, or weights someone else changed (a pause).
         True when the object called for one of them and it was handled."""
         assert self.state is not None
-        override = self._override(obj)
+        raw = obj.annotations.get(command_key(self.name))
+        override = machine.parse_command(raw, command_key(self.name)) if raw else None
+        if raw and override is None:
+            self._log.warning("unknown_command", command=raw, known=list(COMMANDS))
         if override is not None:
             command, reason = override
             state, actions = machine.on_command(self.state, command, now, reason)
@@ -269,65 +266,22 @@ class RolloutController:
         except (RouterError, WeightError) as exc:
             await self._fail(str(exc), now)
 
-    async def _check_results(self, now: float) -> list[CheckResult]:
-        """Every check of the rule, in the rule's order, on the rollout's evidence so far
-        (access-log checks pool the earlier steps; Prometheus queries cover this step)."""
+    async def _evidence(self, now: float) -> Evidence:
+        """The rollout's evidence so far: the windows of every step (access-log checks pool
+        them) and this step's answers to every Prometheus check's queries."""
         assert self.windows is not None
-        minimum = self.spec.analysis.min_samples
-        strata = [*self.strata, self.windows]
-        results = []
-        for check in self.spec.checks:
-            if isinstance(check, PrometheusCheckSpec):
-                outcomes = await self.prometheus.outcomes(
-                    check, self.spec, self.windows.evidence_from, now
-                )
-                results.append(promchecks.evaluate(check, outcomes, minimum))
-            else:
-                results.append(evaluate(check, strata, minimum))
-        return results
-
-    def _warmup_guard(self, now: float) -> Verdict | None:
-        """During warm-up, a failing verdict when a check is shown far beyond the baseline."""
-        guard = self.spec.analysis.warmup_guard
-        w = self.windows
-        if guard is None or w is None or now >= w.evidence_from:
-            return None
-        view = w.warm_view()
-        checks = [
-            c.model_copy(update={"tolerance": guarded_tolerance(c, guard), "min_samples": 1})
-            for c in self.spec.checks
-            if isinstance(c, CheckSpec)
-        ]
-        verdict = settle([evaluate(c, [view], 1) for c in checks], self.spec.analysis)
-        return verdict if verdict.status == "fail" else None
+        queries = {
+            check.name: await self.prometheus.outcomes(
+                check, self.spec, self.windows.evidence_from, now
+            )
+            for check in self.spec.prometheus_checks
+        }
+        return Evidence(self.steps.all, queries)
 
     @property
     def unattributed(self) -> Counter[str]:
-        """Lines of the rule's model over the rollout's steps that no group claims, by the
-        adapter they named ("" for none)."""
-        total: Counter[str] = Counter()
-        for w in [*self.strata, *([self.windows] if self.windows else [])]:
-            total.update(w.unrouted)
-        return total
-
-    def _data_quality(self, actions: list[RolloutAction]) -> str | None:
-        """Why the step may not advance on the data it read, if it may not."""
-        w = self.windows
-        moving = any(
-            isinstance(a, Announce) and a.decision.action in ("advance", "promote") for a in actions
-        )
-        if not moving or w is None:
-            return None
-        share = w.unattributed_share()
-        limit = self.spec.analysis.max_unattributed
-        if share <= limit:
-            return None
-        named = ", ".join(f"{a or '(none)'}: {n}" for a, n in w.unrouted.most_common(5))
-        return (
-            f"data quality: {share:.1%} of this step's {self.spec.model} lines name no adapter "
-            f"of either group (limit {limit:.0%}; {named}); fix the access log's adapter field "
-            "or the rule's groups"
-        )
+        """Lines of the rule's model over the rollout's steps that no group claims."""
+        return self.steps.unattributed()
 
     async def _ask_gates(
         self, obj: RoutedObject, state: RolloutState, actions: list[RolloutAction]
@@ -341,7 +295,9 @@ class RolloutController:
             gates = [g for g in self.gates if g.kind == kind]
             if not gates:
                 return None
-            pending = self._notification(obj, state, action.decision, self._targets(state, actions))
+            pending = self._notification(
+                obj, state, action.decision, targets_after(state, actions, self.spec, self.limits)
+            )
             for gate in gates:
                 answer = await gate.confirm(pending)
                 if not answer.open:
@@ -351,49 +307,26 @@ class RolloutController:
                     return answer.reason
         return None
 
-    def _targets(
-        self, state: RolloutState, actions: list[RolloutAction]
-    ) -> tuple[Target, ...] | None:
-        targets: tuple[Target, ...] | None = None
-        for action in actions:
-            if isinstance(action, SetCanaryPercent):
-                targets = tuple(
-                    split(
-                        state.original,
-                        self.spec.baseline,
-                        self.spec.canary,
-                        action.percent,
-                        self.limits,
-                    )
-                )
-            elif isinstance(action, RestoreWeights):
-                targets = self._rolled_back(state)
-        return targets
-
-    def _rolled_back(self, state: RolloutState) -> tuple[Target, ...]:
-        """The canary at 0%: the exact pre-rollout weights when it had no traffic then, else
-        its targets at the object's minimum with the baseline keeping its proportions."""
-        if canary_share(state.original, self.spec.canary) == 0:
-            return state.original
-        return tuple(split(state.original, self.spec.baseline, self.spec.canary, 0, self.limits))
-
     def _notification(
         self,
-        obj: RoutedObject,
-        state: RolloutState,
+        obj: RoutedObject | None,
+        state: RolloutState | None,
         decision: Decision,
         targets: tuple[Target, ...] | None,
     ) -> Notification:
+        """The notification of ``decision``; without an object (an error before or while
+        reading it) the weights are unknown and left empty."""
+        before = tuple(obj.targets) if obj is not None else ()
         return Notification(
             rule=self.name,
             revision=self.revision,
             object=self.router.describe,
             model=self.spec.model,
             steps=tuple(self.spec.steps),
-            phase=state.phase,
+            phase=state.phase if state is not None else "Error",
             decision=decision,
-            weights_before=tuple(obj.targets),
-            weights_after=targets if targets is not None else tuple(obj.targets),
+            weights_before=before,
+            weights_after=targets if targets is not None else before,
             dry_run=self.dry_run,
         )
 
@@ -409,17 +342,6 @@ class RolloutController:
         except ConflictError:
             self._log.warning("write_conflict", retrying=False)
 
-    def _override(self, obj: RoutedObject) -> tuple[Command, str] | None:
-        raw = obj.annotations.get(command_key(self.name))
-        if raw is None:
-            return None
-        word, _, note = raw.partition(":")
-        word = word.strip().lower()
-        if word not in COMMANDS:
-            self._log.warning("unknown_command", command=raw, known=list(COMMANDS))
-            return None
-        return word, note.strip() or f"annotation {command_key(self.name)}={raw}"
-
     async def _apply(
         self,
         obj: RoutedObject,
@@ -427,7 +349,7 @@ class RolloutController:
         actions: list[RolloutAction],
         extra: dict[str, str | None],
     ) -> None:
-        targets = self._targets(state, actions)
+        targets = targets_after(state, actions, self.spec, self.limits)
         if targets is not None:
             state = replace(state, applied=targets)
         previous = self.state
@@ -452,27 +374,7 @@ class RolloutController:
                 await self.notifier.notify(notification)
 
     def _reset_windows(self, state: RolloutState) -> None:
-        """Windows for each of the state's evidence windows and its current step, keeping
-        those already built (a restart builds them all and the log is read again)."""
-        built = {w.started_at: w for w in self.strata}
-        if self.windows is not None:
-            built[self.windows.started_at] = self.windows
-        starts = [*state.strata_from, state.step_started_at]
-        windows = [built.get(t) or self._new_windows(t) for t in starts]
-        for w, end in zip(windows, [*starts[1:], None], strict=True):
-            w.ends_at = end
-        self.strata, self.windows = windows[:-1], windows[-1]
-
-    def _new_windows(self, started_at: float) -> StepWindows:
-        read = {c.metric for c in self.spec.checks if isinstance(c, CheckSpec)}
-        return StepWindows(
-            frozenset(self.spec.baseline),
-            frozenset(self.spec.canary),
-            started_at,
-            raw_limit=self.raw_limit,
-            metrics=tuple(m for m in METRICS if m in read),
-            warmup=self.spec.analysis.warmup,
-        )
+        self.steps.reset([*state.strata_from, state.step_started_at])
 
     def _parse_state(self, raw: str) -> RolloutState | None:
         try:
@@ -487,22 +389,8 @@ class RolloutController:
         self._log.error("rollout_error", error=message)
         step = self.state.step if self.state else 0
         percent = self.state.canary_percent if self.state else 0
-        phase = self.state.phase if self.state else "Error"
         decision = Decision(now, "error", message, step, percent)
-        await self.notifier.notify(
-            Notification(
-                rule=self.name,
-                revision=self.revision,
-                object=self.router.describe,
-                model=self.spec.model,
-                steps=tuple(self.spec.steps),
-                phase=phase,
-                decision=decision,
-                weights_before=(),
-                weights_after=(),
-                dry_run=self.dry_run,
-            )
-        )
+        await self.notifier.notify(self._notification(None, self.state, decision, None))
 
     async def aclose(self, timeout: float) -> None:
         """Flush notifications (bounded) and close gates."""

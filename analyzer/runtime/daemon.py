@@ -36,7 +36,8 @@ from analyzer.runtime.reload import RuleDirectory
 from analyzer.runtime.summary import summarize
 from analyzer.runtime.supervisor import Supervisor
 from analyzer.runtime.wiring import build_controllers, swap_controllers
-from analyzer.sources.kafka import KafkaSettings, KafkaSource
+from analyzer.sources.kafka import KafkaSource
+from analyzer.sources.kafkasettings import KafkaSettings
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from analyzer.analysis.promchecks import QueryOutcome
+from analyzer.analysis.promchecks import QueryOutcome, unanswered
 from analyzer.config import PrometheusCheckSpec, PrometheusSpec, RuleSpec
 
 
@@ -31,8 +31,7 @@ class NoMetricsSource:
     async def outcomes(
         self, check: PrometheusCheckSpec, spec: RuleSpec, step_start: float, now: float
     ) -> list[QueryOutcome]:
-        wanted = 1 if check.resolved_test == "threshold" else 2
-        return [QueryOutcome(error="no Prometheus configured for this rule")] * wanted
+        return unanswered(check, "no Prometheus configured for this rule")
 
     def close(self) -> None:
         pass

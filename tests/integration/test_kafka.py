@@ -21,7 +21,8 @@ from analyzer.notify.base import NoopNotifier
 from analyzer.routers.factory import make_router
 from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
-from analyzer.sources.kafka import KafkaSettings, KafkaSource
+from analyzer.sources.kafka import KafkaSource
+from analyzer.sources.kafkasettings import KafkaSettings
 from analyzer.sources.parsepool import usable_cpus
 from tests.conftest import fresh_demo, replay
 from tests.servers.kafkabroker import Broker, create_topic, produce

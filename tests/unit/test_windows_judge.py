@@ -3,6 +3,7 @@ import pytest
 
 from analyzer.analysis.checks import evaluate
 from analyzer.analysis.judge import judge, settle
+from analyzer.analysis.kinds import Evidence
 from analyzer.analysis.windows import StepWindows
 from analyzer.config import AnalysisSpec, CheckSpec
 from analyzer.events.access import AccessEvent
@@ -117,13 +118,13 @@ def test_three_outcomes_read_from_the_interval_shown() -> None:
     for w, factor in ((slow, 1.5), (healthy, 1.0), (marginal, 1.1)):
         feed(w, 5000, "b1", seed=1)
         feed(w, 1500, "c1", factor=factor, seed=2)
-    v = judge([TTFT], AnalysisSpec(min_samples=200), [slow])
+    v = judge([TTFT], AnalysisSpec(min_samples=200), Evidence([slow]))
     assert v.status == "fail" and v.checks[0].ci is not None and v.checks[0].ci[0] > 1.1
     assert "beyond tolerance 1.100" in v.summary
-    ok = judge([TTFT], AnalysisSpec(min_samples=200), [healthy]).checks[0]
+    ok = judge([TTFT], AnalysisSpec(min_samples=200), Evidence([healthy])).checks[0]
     assert ok.status == "pass" and ok.ci is not None and ok.ci[1] < 1.1
     assert ok.p_within is not None and ok.p_within < 0.01
-    edge = judge([TTFT], AnalysisSpec(min_samples=200), [marginal]).checks[0]
+    edge = judge([TTFT], AnalysisSpec(min_samples=200), Evidence([marginal])).checks[0]
     assert edge.status == "inconclusive" and edge.ci is not None
     assert edge.ci[0] <= 1.1 <= edge.ci[1]
 
@@ -133,12 +134,12 @@ def test_a_step_with_no_harm_is_not_a_pass() -> None:
     w = windows()
     feed(w, 2000, "b1", seed=1)
     feed(w, 400, "c1", seed=2)
-    v = judge([TTFT, ERRORS], AnalysisSpec(min_samples=200), [w])
+    v = judge([TTFT, ERRORS], AnalysisSpec(min_samples=200), Evidence([w]))
     assert v.status == "inconclusive" and v.no_harm
     errors = v.checks[1]
     assert errors.status == "inconclusive" and errors.ci is not None
     assert errors.ci[1] > 0.01  # 400 canary requests cannot bound errors under +1 point
-    few = judge([TTFT, ERRORS], AnalysisSpec(min_samples=1000), [w])
+    few = judge([TTFT, ERRORS], AnalysisSpec(min_samples=1000), Evidence([w]))
     assert not few.no_harm
 
 
@@ -148,31 +149,31 @@ def test_a_canary_that_looks_worse_does_not_advance_on_no_harm() -> None:
     w = windows()
     feed(w, 2000, "b1", seed=1)
     feed(w, 250, "c1", factor=1.25, seed=2)
-    v = judge([TTFT, ERRORS], AnalysisSpec(min_samples=200), [w])
+    v = judge([TTFT, ERRORS], AnalysisSpec(min_samples=200), Evidence([w]))
     ttft = v.checks[0]
     assert ttft.status == "inconclusive" and ttft.effect is not None and ttft.effect > 1.1
     assert not ttft.not_far_off and not v.no_harm
     healthy = windows()
     feed(healthy, 2000, "b1", seed=1)
     feed(healthy, 250, "c1", seed=2)
-    assert judge([TTFT, ERRORS], AnalysisSpec(min_samples=200), [healthy]).no_harm
+    assert judge([TTFT, ERRORS], AnalysisSpec(min_samples=200), Evidence([healthy])).no_harm
 
 
 def test_verdicts() -> None:
     w = windows()
     feed(w, 2000, "b1", seed=1)
     feed(w, 400, "c1", factor=1.5, seed=2)
-    v = judge([TTFT, ERRORS], AnalysisSpec(min_samples=200), [w])
+    v = judge([TTFT, ERRORS], AnalysisSpec(min_samples=200), Evidence([w]))
     assert v.status == "fail" and not v.no_harm
     assert [c.status for c in v.checks] == ["fail", "inconclusive"]
     assert "beyond" in v.summary
-    dry = judge([TTFT.model_copy(update={"dry_run": True}), ERRORS], AnalysisSpec(), [w])
+    dry = judge([TTFT.model_copy(update={"dry_run": True}), ERRORS], AnalysisSpec(), Evidence([w]))
     assert dry.status == "inconclusive" and dry.checks[0].status == "fail"
     healthy = windows()
     feed(healthy, 20000, "b1", seed=1)
     feed(healthy, 4000, "c1", seed=2)
-    assert judge([TTFT, ERRORS], AnalysisSpec(), [healthy]).status == "pass"
-    assert judge([TTFT, ERRORS], AnalysisSpec(), [windows()]).status == "nodata"
+    assert judge([TTFT, ERRORS], AnalysisSpec(), Evidence([healthy])).status == "pass"
+    assert judge([TTFT, ERRORS], AnalysisSpec(), Evidence([windows()])).status == "nodata"
 
 
 def test_steps_pool_as_strata_and_a_load_change_between_them_does_not_bias() -> None:
