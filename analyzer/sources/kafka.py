@@ -40,13 +40,15 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from analyzer.events.access import ParseStats
 from analyzer.events.columns import Columns, IntArray
 from analyzer.events.ruleset import RuleSetParser
+from analyzer.sources.deadletter import make_dead_letters
 from analyzer.sources.kafkasettings import KafkaSettings
+from analyzer.sources.ordering import EventTimeBuffer
 from analyzer.sources.parsepool import ParsePool
 
 log = structlog.get_logger("analyzer.kafka")
@@ -121,13 +123,11 @@ class KafkaSource:
         self.clock = clock
         self.stats = IngestStats()
         self.consumer: AIOKafkaConsumer | None = None
-        self.producer: AIOKafkaProducer | None = None
-        self._chunks: list[Columns] = []
+        self.dead_letters = make_dead_letters(settings)
+        self.buffer = EventTimeBuffer(settings.idle_seconds, settings.max_buffered)
         self.pool = ParsePool() if settings.parses_elsewhere else None
         self._parsing: deque[tuple[TopicPartition, list[bytes], IntArray, asyncio.Task[Any]]]
         self._parsing = deque()
-        self._latest: dict[str, float] = {}
-        self._last_seen: dict[str, float] = {}
         self._rate_window: tuple[float, int] = (clock(), 0)
 
     async def start(self, since: float | None = None, *, must_rewind: bool = True) -> None:
@@ -144,9 +144,7 @@ class KafkaSource:
             **s.client_options(),
         )
         await self.consumer.start()
-        if s.dead_letter_topic:
-            self.producer = AIOKafkaProducer(**s.client_options())
-            await self.producer.start()
+        await self.dead_letters.start()
         if self.pool is not None:
             await self.pool.start(self.engine.parser)
         if since is not None:
@@ -223,7 +221,7 @@ class KafkaSource:
                 await self._parsed(tp, values, offsets, cols, parser.rejected, now)
                 await asyncio.sleep(0)
         self._counted(now, count)
-        await self._release_columns(self._watermark(now))
+        await self._release_columns(self.buffer.watermark(now))
         return count
 
     async def _take_parsed(self, keep: int, now: float) -> None:
@@ -244,83 +242,41 @@ class KafkaSource:
         now: float,
     ) -> None:
         """One partition's share of a fetch, parsed: dead letters out, columns in the buffer."""
+        assert self.consumer is not None
         key = f"{tp.topic}/{tp.partition}"
         for i, reason in rejected:
-            await self._dead_letter(values[i], reason, tp, int(offsets[i]))
+            await self._dead_letter(values[i], reason, f"{key}@{int(offsets[i])}")
         if len(cols):
             cols.locate(key, offsets[cols.index])
-            self._chunks.append(cols)
-        latest = float(cols.timestamp.max()) if len(cols) else None
-        self._note_partition(tp, key, offsets, latest, now)
-
-    def _note_partition(
-        self,
-        tp: TopicPartition,
-        key: str,
-        offsets: IntArray | list[int],
-        latest: float | None,
-        now: float,
-    ) -> None:
-        """Watermark, idleness and lag bookkeeping for one partition's share of a fetch."""
-        assert self.consumer is not None
+        self.buffer.add(key, cols, now, delivered=len(offsets) > 0)
         if len(offsets):
-            self._last_seen[key] = now
             hw = self.consumer.highwater(tp)
             if hw is not None:
                 self.stats.lag[key] = max(0, hw - (int(offsets[-1]) + 1))
-        if latest is not None and latest > self._latest.get(key, float("-inf")):
-            self._latest[key] = latest
 
     def _counted(self, now: float, count: int) -> None:
         self.stats.records += count
         self._update_rate(now, count)
 
     async def _release_columns(self, limit: float) -> None:
-        if self._chunks:
-            cols = Columns.concat(self._chunks)
-            order = np.argsort(cols.timestamp, kind="stable")
-            cut = int(np.searchsorted(cols.timestamp[order], limit, side="right"))
-            now_rows, later = order[:cut], order[cut:]
-            self._chunks = [cols.take(later)] if later.size else []
-            if now_rows.size:
-                await self.engine.feed(cols.take(now_rows))
-                self.stats.released += int(now_rows.size)
+        released = self.buffer.release(limit)
+        if released is not None:
+            await self.engine.feed(released)
+            self.stats.released += len(released)
         if self.wall_clock and self.engine.started:
             await self.engine.advance(self.clock() - self.watermark_delay)
-
-    def _buffered(self) -> int:
-        return sum(map(len, self._chunks))
-
-    def _watermark(self, now: float) -> float:
-        active = [
-            ts
-            for key, ts in self._latest.items()
-            if now - self._last_seen.get(key, now) < self.settings.idle_seconds
-        ]
-        if self._buffered() > self.settings.max_buffered or not active:
-            return float("inf")
-        return min(active)
 
     async def flush(self) -> None:
         """Release everything buffered (end of a bounded run)."""
         await self._take_parsed(keep=0, now=self.clock())
         await self._release_columns(float("inf"))
 
-    async def _dead_letter(
-        self, value: bytes, reason: str, tp: TopicPartition, offset: int
-    ) -> None:
-        if self.producer is None or not self.settings.dead_letter_topic:
-            return
-        headers = [
-            ("reason", reason.encode()),
-            ("source", f"{tp.topic}/{tp.partition}@{offset}".encode()),
-        ]
+    async def _dead_letter(self, value: bytes, reason: str, source: str) -> None:
         try:
-            await self.producer.send(self.settings.dead_letter_topic, value, headers=headers)
-            self.stats.dead_lettered += 1
-        except KafkaError as exc:
+            if await self.dead_letters.send(value, reason, source):
+                self.stats.dead_lettered += 1
+        except KafkaError:
             self.stats.errors += 1
-            log.warning("dead_letter_failed", reason=reason, error=type(exc).__name__)
 
     def _update_rate(self, now: float, count: int) -> None:
         since, seen = self._rate_window
@@ -366,5 +322,4 @@ class KafkaSource:
             await self.pool.close()
         if self.consumer is not None:
             await self.consumer.stop()
-        if self.producer is not None:
-            await self.producer.stop()
+        await self.dead_letters.stop()
