@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--log-format", choices=["auto", "console", "json"], default="auto")
         sp.add_argument("--dry-run", action="store_true", help="decide and report, write nothing")
 
+    def fail_on(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--fail-on",
+            choices=["rollback", "inconclusive", "any"],
+            help="backtest gate for CI: exit 3 when a rollout ends rolled back, undecided at "
+            "the end (inconclusive), or anything but promoted (any)",
+        )
+
     run = sub.add_parser("run", help="judge a live or recorded access log (embedded mode)")
     run.add_argument("--rules", action="append", help="rule file or directory (repeatable)")
     run.add_argument("--events", help="JSONL access log (.gz ok), or - for stdin")
@@ -87,9 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func="run:cmd_run")
 
     rp = sub.add_parser("replay", help="event-time replay of a recorded log, at full speed")
-    rp.add_argument("--rules", action="append", required=True)
-    rp.add_argument("--events", required=True)
+    rp.add_argument(
+        "--rules", action="append", required=True, help="rule file or directory (repeatable)"
+    )
+    rp.add_argument("--events", required=True, help="recorded JSONL access log (.gz ok), or -")
     rp.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    fail_on(rp)
     common(rp)
     rp.set_defaults(func="run:cmd_replay")
 
@@ -108,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--linger", type=float, default=0.0, help="simulated seconds of traffic after the end"
     )
-    sim.add_argument("--json", action="store_true")
+    sim.add_argument(
+        "--json", action="store_true", help="one JSON document on stdout (live lines on stderr)"
+    )
+    fail_on(sim)
     common(sim)
     sim.set_defaults(func="simulate:cmd_simulate")
 
@@ -132,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="rollouts recorded on the routed objects")
     st.add_argument("--rules", action="append", required=True)
     st.add_argument("--kubeconfig", help="for rules that route cluster objects")
+    st.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "wide", "json", "yaml"],
+        default="table",
+        help="table (default), wide (with the pending command and the step's age), json, yaml",
+    )
     st.set_defaults(func="objects:cmd_status")
     return p
 

@@ -8,6 +8,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
+from typing import Any
+
+import orjson
+from ruamel.yaml import YAML
 
 from analyzer.commands.report import check_brief, clock, print_table, weights
 from analyzer.config import LoadedRule
@@ -41,38 +46,84 @@ def cmd_status(args: argparse.Namespace) -> int:
                 await api.close()
         return rows
 
-    header = ("RULE", "PHASE", "STEP", "CANARY", "WEIGHTS")
+    now = time.time()
+    records = [_record(loaded, obj, now) for loaded, obj in asyncio.run(gather())]
+    # Through JSON once: numbers from the state (numpy scalars among them) become plain ones.
+    plain = orjson.dumps(records, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    if args.output == "json":
+        sys.stdout.buffer.write(plain + b"\n")
+    elif args.output == "yaml":
+        yaml = YAML(typ="safe")
+        yaml.default_flow_style = False
+        yaml.dump(orjson.loads(plain), sys.stdout)
+    else:
+        _print_status(records, wide=args.output == "wide")
+    return 1 if any(r["phase"] == "Error" for r in records) else 0
+
+
+def _record(loaded: LoadedRule, obj: RoutedObject | str, now: float) -> dict[str, Any]:
+    """One rollout as recorded on its object (kubectl-style status, as data)."""
+    record: dict[str, Any] = {"rule": loaded.name, "phase": "Error", "error": None}
+    if isinstance(obj, str):
+        record["error"] = obj
+        return record
+    record["weights"] = dict(obj.targets)
+    record["pending_command"] = obj.annotations.get(command_key(loaded.name))
+    raw = obj.annotations.get(annotation_key(loaded.name))
+    if raw is None:
+        record["phase"] = "NotStarted"
+        return record
+    state = RolloutState.loads(raw)
+    last = state.history[-1] if state.history else None
+    record.update(
+        phase=state.phase,
+        step=state.step + 1,
+        steps=len(state.steps),
+        canary_percent=state.canary_percent,
+        step_started_at=state.step_started_at,
+        step_age_seconds=None if state.finished else round(now - state.step_started_at),
+        last_decision=None if last is None else last.to_json(),
+    )
+    return record
+
+
+def _print_status(records: list[dict[str, Any]], wide: bool) -> None:
+    header = ("RULE", "PHASE", "STEP", "CANARY", *(("AGE", "COMMAND") if wide else ()), "WEIGHTS")
     table: list[tuple[str, ...]] = []
-    details: dict[str, list[str]] = {}
-    for loaded, obj in asyncio.run(gather()):
-        if isinstance(obj, str):
-            table.append((loaded.name, "Error", "-", "-", obj))
-            continue
-        raw = obj.annotations.get(annotation_key(loaded.name))
-        if raw is None:
-            table.append((loaded.name, "NotStarted", "-", "-", weights(obj.targets)))
-            continue
-        state = RolloutState.loads(raw)
-        table.append(
-            (
-                loaded.name,
-                state.phase,
-                f"{state.step + 1}/{len(state.steps)}",
-                f"{state.canary_percent}%",
-                weights(obj.targets),
-            )
-        )
-        last = state.history[-1] if state.history else None
-        if last is not None:
-            lines = [f"last: {last.action} at {clock(last.at)}: {last.reason}"]
-            lines += [f"  {check_brief(c)}" for c in last.checks]
-            details[loaded.name] = lines
+    for r in records:
+        step = f"{r['step']}/{r['steps']}" if "step" in r else "-"
+        canary = f"{r['canary_percent']}%" if "canary_percent" in r else "-"
+        shown = r["error"] or weights(list(r.get("weights", {}).items()))
+        extra: tuple[str, ...] = ()
+        if wide:
+            age = r.get("step_age_seconds")
+            extra = ("-" if age is None else f"{age}s", r.get("pending_command") or "-")
+        table.append((r["rule"], r["phase"], step, canary, *extra, shown))
     print_table(header, table, sys.stdout)
-    for name, lines in details.items():
-        print(f"\n{name}")
-        for line in lines:
-            print(f"  {line}")
-    return 0
+    for r in records:
+        last = r.get("last_decision")
+        if last is None:
+            continue
+        print(f"\n{r['rule']}")
+        print(f"  last: {last['action']} at {clock(last['at'])}: {last['reason']}")
+        for c in last.get("checks", []):
+            print(f"    {check_brief(c)}")
+
+
+class NotRunning(RouterError):
+    """The rollout the override names is not running: there is nothing to command."""
+
+
+def _refuse_unless_running(obj: RoutedObject, rule: str) -> None:
+    raw = obj.annotations.get(annotation_key(rule))
+    if raw is None:
+        raise NotRunning(f"rule {rule} has no rollout on its object yet; nothing to override")
+    state = RolloutState.loads(raw)
+    if state.finished:
+        raise NotRunning(
+            f"the rollout of rule {rule} is {state.phase}; a command left now would act on the "
+            "next rollout, so none is set"
+        )
 
 
 def cmd_override(args: argparse.Namespace) -> int:
@@ -90,6 +141,7 @@ def cmd_override(args: argparse.Namespace) -> int:
             value = args.action + (f": {args.reason}" if args.reason else "")
             for _ in range(3):
                 obj = await router.read()
+                _refuse_unless_running(obj, loaded.name)
                 try:
                     await router.write(
                         version=obj.version,

@@ -13,8 +13,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -27,7 +29,7 @@ from analyzer.runtime.engine import Engine
 from analyzer.runtime.summary import summarize
 from analyzer.runtime.wiring import build_controllers, load_rule_files
 from analyzer.sources.kafkasettings import KafkaSettings
-from analyzer.sources.replay import iter_batches
+from analyzer.sources.replay import stream_batches
 from analyzer.telemetry import configure_logging
 
 DEMO_FILES = ("rule.yaml", "inferencemodel.yaml", "access-log.jsonl.gz")
@@ -59,26 +61,78 @@ def demo_dir(workdir: str | None, names: Sequence[str] = DEMO_FILES) -> Path:
     return target
 
 
+@dataclass
+class FileRun:
+    engine: Engine
+    controllers: list[RolloutController]
+    stopped_at: float | None = None
+    """Event time at which every rollout had finished and reading stopped (None: read all)."""
+
+
 async def run_file(
     rules: list[LoadedRule], events: str, dry_run: bool, progress: Progress | None
-) -> tuple[Engine, list[RolloutController], ProgressListener | None]:
+) -> FileRun:
     listener = ProgressListener(progress) if progress else None
     controllers = build_controllers(rules, dry_run, listener)
     # After the rules and their secrets: what is wrong with them is the first thing to say.
     if (problem := unreadable(events)) is not None:
         raise SetupError([problem])
     engine = Engine(controllers)
-    for batch in iter_batches(events):
+    run = FileRun(engine, controllers)
+    async for batch in stream_batches(events):
         await engine.feed_lines(batch)
         if listener is not None:
             listener.flush(controllers)
         if engine.finished:
+            run.stopped_at = engine.now
             break
     await engine.finish()
     await engine.close()
     if listener is not None:
         listener.flush(controllers)
-    return engine, controllers, listener
+    return run
+
+
+DRY_RUN_BANNER = (
+    "DRY RUN: decisions are made and reported; nothing is written to the routed objects"
+)
+FAIL_ON = ("rollback", "inconclusive", "any")
+FAILED_BACKTEST = 3
+"""Exit status of a backtest (``--fail-on``) whose rollout ended the way it should not."""
+
+
+def backtest_failures(rollouts: list[dict[str, Any]], fail_on: str | None) -> list[str]:
+    """The rollouts that ended as ``fail_on`` says a backtest must not: rolled back, still
+    undecided at the end of the log (inconclusive), or anything but promoted (any)."""
+    if fail_on is None:
+        return []
+    out = []
+    for r in rollouts:
+        phase = r["phase"]
+        bad = {
+            "rollback": phase == "RolledBack",
+            "inconclusive": phase not in ("Succeeded", "RolledBack"),
+            "any": phase != "Succeeded",
+        }[fail_on]
+        if bad:
+            out.append(f"{r['name']}: {phase}")
+    return out
+
+
+def notes(run: FileRun) -> list[str]:
+    """What a person should know about how much of the log was judged."""
+    out = []
+    if run.stopped_at is not None:
+        out.append(
+            f"every rollout finished by {clock(run.stopped_at)}; the rest of the log was not read"
+        )
+    for c in run.controllers:
+        if not c.announced and c.state is not None and c.state.finished:
+            out.append(
+                f"rule {c.name}: the rollout recorded on the object already finished "
+                f"({c.state.phase}); nothing was judged (remove its state annotation to start over)"
+            )
+    return out
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -141,30 +195,48 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{loaded.rule.spec.target.namespace}/{loaded.rule.spec.target.name} "
             f"model {loaded.rule.spec.model}, steps {loaded.rule.spec.steps}"
         )
+    if args.dry_run:
+        print(DRY_RUN_BANNER)
     print("time      rule  step  share  age  n=baseline/canary  checks  => verdict")
     started = time.monotonic()
-    engine, controllers, _ = asyncio.run(
-        run_file(rules, events, args.dry_run, Progress(sys.stdout))
-    )
-    rollouts = asyncio.run(summarize(controllers))
+    run = asyncio.run(run_file(rules, events, args.dry_run, Progress(sys.stdout)))
+    rollouts = asyncio.run(summarize(run.controllers))
     print()
     print_summary(rollouts, sys.stdout)
-    print(events_line(engine.stats, time.monotonic() - started))
+    for note in notes(run):
+        print(note)
+    print(events_line(run.engine.stats, time.monotonic() - started))
     return 1 if any(r["error"] for r in rollouts) else 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     rules = load_rule_files(args.rules)
-    engine, controllers, _ = asyncio.run(run_file(rules, args.events, args.dry_run, None))
-    rollouts = asyncio.run(summarize(controllers))
-    doc = {"rollouts": rollouts, "events": engine.stats.to_json()}
+    run = asyncio.run(run_file(rules, args.events, args.dry_run, None))
+    rollouts = asyncio.run(summarize(run.controllers))
+    failed = backtest_failures(rollouts, args.fail_on)
+    doc = {
+        "rollouts": rollouts,
+        "events": run.engine.stats.to_json(),
+        "dry_run": args.dry_run,
+        "stopped_at": run.stopped_at,
+        "notes": notes(run),
+        "backtest_failed": failed,
+    }
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     else:
+        if args.dry_run:
+            print(DRY_RUN_BANNER)
         for r in rollouts:
             for d in r["decisions"]:
                 print(f"{clock(d['at'])}  {r['name']}  {d['action']:<8} {d['reason']}")
         print_summary(rollouts, sys.stdout)
-        print(events_line(engine.stats))
-    return 1 if any(r["error"] for r in rollouts) else 0
+        for note in notes(run):
+            print(note)
+        print(events_line(run.engine.stats))
+        for line in failed:
+            print(f"backtest failed (--fail-on {args.fail_on}): {line}")
+    if any(r["error"] for r in rollouts):
+        return 1
+    return FAILED_BACKTEST if failed else 0

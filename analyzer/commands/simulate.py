@@ -16,7 +16,13 @@ from typing import Any
 import orjson
 
 from analyzer.commands.report import Progress, ProgressListener, print_summary
-from analyzer.commands.run import DEMO_FILES, demo_dir
+from analyzer.commands.run import (
+    DEMO_FILES,
+    DRY_RUN_BANNER,
+    FAILED_BACKTEST,
+    backtest_failures,
+    demo_dir,
+)
 from analyzer.config import LoadedRule
 from analyzer.rollout.weights import Target
 from analyzer.routers.base import TrafficRouter
@@ -35,7 +41,8 @@ def _targets_of(router: TrafficRouter) -> TargetsReader:
 
 
 async def _simulate(args: argparse.Namespace, rules: list[LoadedRule]) -> list[dict[str, Any]]:
-    progress = Progress(sys.stdout)
+    # With --json, stdout carries the JSON document only; the live lines go to stderr.
+    progress = Progress(sys.stderr if args.json else sys.stdout)
     listener = ProgressListener(progress)
     controllers = build_controllers(rules, args.dry_run, listener)
     engine = Engine(controllers)
@@ -96,15 +103,24 @@ def _line_time(line: bytes) -> str:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
+    out = sys.stderr if args.json else sys.stdout
     rule_paths = args.rules
     if not rule_paths:
         demo = demo_dir(args.workdir, DEMO_FILES[:2])
-        print(f"demo: rules and manifest copied to {demo}")
+        print(f"demo: rules and manifest copied to {demo}", file=out)
         rule_paths = [str(demo / "rule.yaml")]
     rules = load_rule_files(rule_paths)
+    if args.dry_run:
+        print(DRY_RUN_BANNER, file=out)
     rollouts = asyncio.run(_simulate(args, rules))
-    print()
-    print_summary(rollouts, sys.stdout)
+    failed = backtest_failures(rollouts, args.fail_on)
+    print(file=out)
+    print_summary(rollouts, out)
+    for line in failed:
+        print(f"backtest failed (--fail-on {args.fail_on}): {line}", file=out)
     if args.json:
-        print(orjson.dumps({"rollouts": rollouts}).decode())
-    return 1 if any(r["error"] for r in rollouts) else 0
+        doc = {"rollouts": rollouts, "dry_run": args.dry_run, "backtest_failed": failed}
+        print(orjson.dumps(doc).decode())
+    if any(r["error"] for r in rollouts):
+        return 1
+    return FAILED_BACKTEST if failed else 0

@@ -32,7 +32,8 @@ class RuleError:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
+        # A problem with the file itself (missing, unreadable) has no line to point at.
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
         return (
             f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
         )
@@ -176,6 +177,9 @@ def load_rules(paths: Iterable[Path]) -> tuple[list[LoadedRule], list[RuleError]
     for path in rule_files(paths):
         try:
             text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            errors.append(RuleError(str(path), 0, 0, "", "no such file or directory"))
+            continue
         except (OSError, UnicodeDecodeError) as exc:
             errors.append(RuleError(str(path), 0, 0, "", f"cannot read: {exc}"))
             continue
@@ -215,7 +219,7 @@ def load_rules(paths: Iterable[Path]) -> tuple[list[LoadedRule], list[RuleError]
         by_name[item.name] = item
         by_target[key] = item
         kept.append(item)
-    return kept, errors
+    return kept, sorted(errors, key=lambda e: (e.file, e.line, e.column))
 
 
 def json_schema() -> dict[str, Any]:
