@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from analyzer import __version__
 from analyzer.errors import SetupError
@@ -24,26 +25,53 @@ DESCRIPTION = (
 )
 
 
-def _plan_parser(rsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+EXAMPLES = """examples:
+  canary-analyzer run                                  the bundled demo, no cluster
+  canary-analyzer rules validate rules/
+  canary-analyzer rules plan rules/sql-lora-v2.yaml --rps 20
+  canary-analyzer replay --rules rule.yaml --events gateway.jsonl.gz --fail-on rollback
+  kubectl logs -f deploy/gateway | canary-analyzer run --rules rule.yaml --events -
+  canary-analyzer run --kafka --rules /etc/canary-analyzer/rules   the cluster daemon
+  canary-analyzer status --rules rules/ -o wide
+
+exit status: 0 done, 1 a rollout could not run or was refused, 2 invalid rules or usage,
+3 a backtest failed its --fail-on"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; every option's default shown (where it has one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        shown = not (default is None or default is False or default in (argparse.SUPPRESS, ""))
+        if shown and "%(default)" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _plan_parser(rsub: argparse._SubParsersAction[_Parser]) -> None:
     plan = rsub.add_parser(
         "plan",
         help="per step: how long the rule needs at a given traffic; warns when "
         "maxStepDuration is too short",
         epilog="examples:\n  canary-analyzer rules plan rule.yaml --rps 2\n"
         "  canary-analyzer rules plan rule.yaml --events gateway.jsonl",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     plan.add_argument("rule", help="one rule file")
     plan.add_argument("--rps", type=float, help="requests/s of the rule's model, all adapters")
     plan.add_argument(
         "--events", help="a recorded access log: traffic, TTFT spread and error rate from it"
     )
-    plan.add_argument(
-        "--sigma", type=float, default=0.5, help="spread of log TTFT (default: %(default)s)"
-    )
-    plan.add_argument(
-        "--error-rate", type=float, default=0.005, help="baseline error rate (default: %(default)s)"
-    )
+    plan.add_argument("--sigma", type=float, default=0.5, help="spread of log TTFT")
+    plan.add_argument("--error-rate", type=float, default=0.005, help="baseline error rate")
     plan.add_argument(
         "--regression",
         type=float,
@@ -53,9 +81,14 @@ def _plan_parser(rsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="canary-analyzer", description=DESCRIPTION)
+    p = argparse.ArgumentParser(
+        prog="canary-analyzer",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("--version", action="version", version=__version__)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
@@ -63,9 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
             type=str.lower,
             choices=["debug", "info", "warning", "error", "critical"],
             default="warning",
-            help="structured logs on stderr at this level and above (default: %(default)s)",
+            help="structured logs on stderr at this level and above",
         )
-        sp.add_argument("--log-format", choices=["auto", "console", "json"], default="auto")
+        sp.add_argument(
+            "--log-format",
+            choices=["auto", "console", "json"],
+            default="auto",
+            help="auto: console on a terminal, JSON lines otherwise",
+        )
         sp.add_argument("--dry-run", action="store_true", help="decide and report, write nothing")
 
     def fail_on(sp: argparse.ArgumentParser) -> None:
@@ -105,15 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func="run:cmd_replay")
 
     sim = sub.add_parser("simulate", help="closed loop: a simulated gateway follows the weights")
-    sim.add_argument("--rules", action="append")
-    sim.add_argument("--workdir")
-    sim.add_argument("--canary-ttft-factor", type=float, default=1.0)
-    sim.add_argument("--canary-error-rate", type=float, default=None)
-    sim.add_argument("--malformed-ratio", type=float, default=0.0)
-    sim.add_argument("--rps", type=float, default=50.0)
+    sim.add_argument(
+        "--rules", action="append", help="rule file or directory (default: the bundled demo)"
+    )
+    sim.add_argument("--workdir", help="demo mode: where to copy the bundled files")
+    sim.add_argument(
+        "--canary-ttft-factor", type=float, default=1.0, help="canary TTFT / baseline TTFT"
+    )
+    sim.add_argument(
+        "--canary-error-rate", type=float, default=None, help="canary error rate (None: baseline's)"
+    )
+    sim.add_argument(
+        "--malformed-ratio", type=float, default=0.0, help="share of lines written malformed"
+    )
+    sim.add_argument("--rps", type=float, default=50.0, help="requests/s of the model")
     sim.add_argument("--speed", type=float, default=0.0, help="simulated s per wall s; 0 = max")
     sim.add_argument("--max-duration", type=float, default=3600.0, help="simulated seconds")
-    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--seed", type=int, default=1, help="random seed (runs are reproducible)")
     sim.add_argument("--start", type=float, default=None, help="simulated start, epoch seconds")
     sim.add_argument("--record", help="also write the simulated access log here")
     sim.add_argument(
@@ -127,31 +173,37 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func="simulate:cmd_simulate")
 
     rules = sub.add_parser("rules", help="rule files")
-    rsub = rules.add_subparsers(dest="rules_command", required=True)
+    rsub = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
     val = rsub.add_parser("validate", help="check rule files; exit 1 on any problem")
-    val.add_argument("paths", nargs="+")
+    val.add_argument("paths", nargs="+", help="rule files or directories")
     val.set_defaults(func="rules:cmd_rules_validate")
     sch = rsub.add_parser("schema", help="print the rule JSON Schema")
     sch.set_defaults(func="rules:cmd_rules_schema")
     _plan_parser(rsub)
 
     ov = sub.add_parser("override", help="pause, resume, abort or promote a rollout by hand")
-    ov.add_argument("action", choices=["pause", "resume", "abort", "promote"])
-    ov.add_argument("--rules", action="append", required=True)
+    ov.add_argument(
+        "action", choices=["pause", "resume", "abort", "promote"], help="what the daemon does"
+    )
+    ov.add_argument(
+        "--rules", action="append", required=True, help="rule file or directory (repeatable)"
+    )
     ov.add_argument("--rule", required=True, help="the rule's metadata.name")
     ov.add_argument("--reason", default="", help="shown in the decision and notifications")
-    ov.add_argument("--kubeconfig")
+    ov.add_argument("--kubeconfig", help="for rules that route cluster objects")
     ov.set_defaults(func="objects:cmd_override")
 
     st = sub.add_parser("status", help="rollouts recorded on the routed objects")
-    st.add_argument("--rules", action="append", required=True)
+    st.add_argument(
+        "--rules", action="append", required=True, help="rule file or directory (repeatable)"
+    )
     st.add_argument("--kubeconfig", help="for rules that route cluster objects")
     st.add_argument(
         "-o",
         "--output",
         choices=["table", "wide", "json", "yaml"],
         default="table",
-        help="table (default), wide (with the pending command and the step's age), json, yaml",
+        help="table, wide (with the step's age and a pending command), json or yaml",
     )
     st.set_defaults(func="objects:cmd_status")
     return p

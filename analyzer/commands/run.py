@@ -173,6 +173,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"stopping: {daemon.supervisor.fatal}", file=sys.stderr)
         print_summary(rollouts, sys.stdout)
         return 1 if any(r["name"] == "daemon" for r in rollouts) else 0
+    if args.kubeconfig:
+        print(
+            "error: --kubeconfig is for the cluster daemon (run --kafka); a rule whose target "
+            "has file: is judged without a cluster",
+            file=sys.stderr,
+        )
+        return 2
     if not rule_paths and events:
         print(
             "error: --events needs --rules: say which rule judges this log "

@@ -1,3 +1,4 @@
+import argparse
 import gzip
 import json
 import re
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.cli import main
+from analyzer.cli import build_parser, main
 from tests.conftest import DEMO, ROOT, fresh_demo, replay
 
 
@@ -230,3 +231,25 @@ def test_rules_validate_names_a_missing_file(
     assert main(["rules", "validate", str(missing)]) == 1
     out = capsys.readouterr().out
     assert f"{missing}: no such file or directory" in out and ":0:0" not in out
+
+
+def test_every_option_is_described() -> None:
+    """--help documents every option of every command (defaults are added by the formatter)."""
+    parser = build_parser()
+    missing = []
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif action.help is None and action.dest != "help":
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(parser, "canary-analyzer")
+    assert missing == []
+
+
+def test_run_refuses_a_kubeconfig_without_kafka(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--kubeconfig", "/nowhere", "--rules", "x.yaml", "--events", "-"]) == 2
+    assert "--kubeconfig is for the cluster daemon (run --kafka)" in capsys.readouterr().err
