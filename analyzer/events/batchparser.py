@@ -148,14 +148,17 @@ class BatchParser:
                     raise ValueError
                 decoded = list(map(decode, chunk))
                 rows += decoded
-            except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
+            # Anything msgspec raises (a refused type, RecursionError on a deeply nested value
+            # it skips, a bug) sends only the failing lines to the per-line parser, which gives
+            # each its reason (too_deep, not_json, ...): one line, never the batch.
+            except Exception:
                 for i, line in enumerate(chunk, start):
                     if len(line) > limit:
                         failed.append(i)
                         continue
                     try:
                         rows.append(decode(line))
-                    except (msgspec.ValidationError, msgspec.DecodeError):
+                    except Exception:
                         failed.append(i)
         return rows, failed
 

@@ -167,8 +167,13 @@ class EventParser:
         try:
             event = parse(raw)
         except Rejected as rej:
-            self.stats.rejected_by_reason[rej.reason] += 1
-            self.last_rejection = rej.reason
+            self._rejected(rej.reason)
+            return None
+        except (RecursionError, MemoryError):
+            self._rejected("too_deep")
+            return None
+        except Exception:  # a parser bug on one line must cost that line, never a batch
+            self._rejected("parser_error")
             return None
         if event is None:
             self.stats.ignored += 1
@@ -176,13 +181,18 @@ class EventParser:
         self.stats.accepted += 1
         return event
 
+    def _rejected(self, reason: str) -> None:
+        self.stats.rejected_by_reason[reason] += 1
+        self.last_rejection = reason
+
     def _parse(self, line: bytes | str) -> AccessEvent | None:
         if len(line) > self._max:
             raise Rejected("too_long")
         try:
             obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise Rejected("not_json") from None
+        except orjson.JSONDecodeError as exc:
+            # orjson refuses nesting deeper than 1024 levels (and says so).
+            raise Rejected("too_deep" if "depth" in str(exc) else "not_json") from None
         return self._from_object(obj)
 
     def _get(self, obj: dict[str, Any], name: str, required: bool) -> Any:

@@ -40,6 +40,12 @@ _TITLES = {
 _BROADCAST = frozenset({"promote", "rollback", "error"})
 
 
+def escape(text: str) -> str:
+    """Slack's three control characters as entities: a reason a person typed (an override's)
+    cannot ping ``<!channel>``, forge a link or a mention."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -110,7 +116,10 @@ def render(n: Notification) -> dict[str, Any]:
     when = datetime.fromtimestamp(d.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"*{d.reason}*", TEXT_MAX)}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": _cut(f"*{escape(d.reason)}*", TEXT_MAX)},
+        },
         {"type": "section", "fields": fields},
     ]
     if n.weights_before != n.weights_after:
@@ -138,7 +147,10 @@ def render(n: Notification) -> dict[str, Any]:
             ],
         }
     )
-    return {"text": _cut(f"{title}{dry}: {n.rule}: {d.reason}", TEXT_MAX), "blocks": blocks}
+    return {
+        "text": _cut(f"{title}{dry}: {n.rule}: {escape(d.reason)}", TEXT_MAX),
+        "blocks": blocks,
+    }
 
 
 class SlackWebhookTransport:

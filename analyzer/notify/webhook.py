@@ -63,8 +63,26 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "v1=" + mac.hexdigest()
 
 
-def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+VERIFY_TOLERANCE = 300.0
+"""Seconds a signed request stays acceptable: older (or as far ahead) is a replay."""
+
+
+def verify(
+    secret: str,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    *,
+    now: float | None = None,
+    tolerance: float = VERIFY_TOLERANCE,
+) -> bool:
+    """Whether ``signature`` signs ``timestamp`` and ``body`` with ``secret``, and the timestamp
+    is within ``tolerance`` seconds of ``now`` (the wall clock unless given)."""
+    try:
+        age = abs((time.time() if now is None else now) - float(timestamp))
+    except ValueError:
+        return False
+    return age <= tolerance and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
 def signed_headers(

@@ -44,6 +44,13 @@ class RuleDirectory:
             return None
         self._fingerprint = fingerprint
         rules, errors = load_rules(self.paths)
+        if not rules and not errors and self.current:
+            # An emptied directory (a ConfigMap mounted empty, files deleted by mistake) would
+            # abandon every running rollout mid-step: refused like an invalid set.
+            where = ", ".join(map(str, self.paths))
+            errors = [
+                RuleError(where, 0, 0, "", "no rules found; the last good rules keep running")
+            ]
         self.errors = errors
         if errors:
             for err in errors:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -170,9 +171,14 @@ def test_webhook_signature_schema_and_idempotency() -> None:
     req = rx.requests[0]
     ts, sig = req.headers[TIMESTAMP_HEADER], req.headers[SIGNATURE_HEADER]
     assert ts == "1795662051" and sig.startswith("v1=")
-    assert verify(SECRET, ts, req.body, sig)
-    assert not verify("another-secret", ts, req.body, sig)
-    assert not verify(SECRET, "1795662052", req.body, sig)
+    sent = 1795662051.0
+    assert verify(SECRET, ts, req.body, sig, now=sent + 299)
+    assert not verify("another-secret", ts, req.body, sig, now=sent)
+    assert not verify(SECRET, "1795662052", req.body, sig, now=sent)
+    # A signed request replayed later than the tolerance (300 s) does not verify.
+    assert not verify(SECRET, ts, req.body, sig, now=sent + 301)
+    assert verify(SECRET, ts, req.body, sig, now=sent + 3600, tolerance=7200)
+    assert not verify(SECRET, "not-a-time", req.body, sig, now=sent)
     body = json.loads(req.body)
     assert body["schemaVersion"] == "1" and body["type"] == "rollout.decision"
     assert body["id"] == req.headers[IDEMPOTENCY_HEADER] == notification().key
@@ -404,3 +410,16 @@ def test_secrets_never_inline_and_missing_ones_are_named(
         "r.yaml",
     )
     assert errs == []
+
+
+def test_a_typed_reason_cannot_ping_or_link_in_slack() -> None:
+    """An override's reason is free text: Slack's control characters arrive as entities."""
+    n = notification("pause")
+    typed = replace(n, decision=replace(n.decision, reason="<!channel> see <https://x|here> & go"))
+    message = render(typed)
+    texts = [message["text"]] + [
+        b["text"]["text"] for b in message["blocks"] if b["type"] == "section" and "text" in b
+    ]
+    assert not any("<!channel>" in t or "<https://" in t for t in texts)
+    assert any("&lt;!channel&gt; see &lt;https://x|here&gt; &amp; go" in t for t in texts)
+    assert blockkit_errors(message) == []

@@ -53,6 +53,10 @@ def test_configmap_updates_are_picked_up_and_bad_ones_refused(tmp_path: Path) ->
     assert rules.poll() is None  # refused ...
     assert rules.errors and "steps" in rules.errors[0].field
     assert rules.current == second  # ... and the last good rules keep running
+    _configmap_swap(mount, {}, 4)  # emptied: refused too, not taken as "stop every rollout"
+    assert rules.poll() is None
+    assert rules.errors and "no rules found" in rules.errors[0].message
+    assert rules.current == second
 
 
 def test_engine_swaps_rules_while_running(

@@ -98,6 +98,21 @@ def test_bad_lines_inside_large_batches_cost_only_their_chunk() -> None:
     assert bp.rejected == [(5, "too_long"), (1100, "not_json"), (2499, "non_finite.ttft")]
 
 
+def test_deeply_nested_lines_cost_only_themselves() -> None:
+    """Nesting deep enough to exhaust a recursive decoder: rejected as too_deep, one line each,
+    by both parsers; the rest of the batch is kept."""
+    good = orjson.dumps(ENVOY)
+    nested = b'{"model":"lora-request","x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    deeper = b'{"a":' * 3000 + b"1" + b"}" * 3000
+    lines = [good] * 3000
+    lines[7], lines[1500], lines[2999] = nested, deeper, nested
+    _check(lines)
+    bp = BatchParser(EventParser(EventsSpec(preset="envoy-json"), ["lora-request"]))
+    cols = bp.parse(lines)
+    assert len(cols) == 2997
+    assert bp.rejected == [(7, "too_deep"), (1500, "too_deep"), (2999, "too_deep")]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.fixed_dictionaries({k: field_values for k in ENVOY}), max_size=15))
 def test_random_lines_same_verdicts(rows: list[dict]) -> None:  # type: ignore[type-arg]
