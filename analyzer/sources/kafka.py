@@ -198,6 +198,9 @@ class KafkaSource:
             timeout_ms=timeout_ms, max_records=self.settings.max_records
         )
         now = self.clock()
+        # Every assigned partition holds the watermark until it delivers (or stays idle): a
+        # backlog's first fetches must not be judged on one partition's events.
+        self.buffer.expect((f"{tp.topic}/{tp.partition}" for tp in self.consumer.assignment()), now)
         # Keep only values and offsets: the client's record objects are freed before parsing,
         # so they are not walked by the garbage collections that parsing triggers.
         fetched = [

@@ -10,6 +10,8 @@ Must not: know Kafka, parse, or decide anything.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from analyzer.events.columns import Columns
@@ -27,6 +29,15 @@ class EventTimeBuffer:
 
     def __len__(self) -> int:
         return sum(map(len, self._chunks))
+
+    def expect(self, partitions: Iterable[str], now: float) -> None:
+        """Partitions assigned to this reader: one that has delivered nothing yet holds the
+        watermark back (a backlog's first fetch may come from one partition only) until it
+        delivers or stays silent for ``idle_seconds`` from now."""
+        for partition in partitions:
+            if partition not in self._latest:
+                self._latest[partition] = float("-inf")
+                self._last_seen[partition] = now
 
     def add(self, partition: str, cols: Columns, now: float, *, delivered: bool) -> None:
         """One partition's share of a fetch (``delivered``: it had records, even if none
@@ -53,7 +64,7 @@ class EventTimeBuffer:
 
     def release(self, limit: float) -> Columns | None:
         """The buffered rows at or before ``limit``, in event-time order (None if none)."""
-        if not self._chunks:
+        if not self._chunks or limit == float("-inf"):
             return None
         cols = Columns.concat(self._chunks)
         order = np.argsort(cols.timestamp, kind="stable")
