@@ -342,3 +342,45 @@ def test_a_parsing_process_only_where_two_cpus_are_usable(tmp_path: Path) -> Non
     cpu_max.write_text("max 100000\n")
     assert usable_cpus(cpu_max) == len(os.sched_getaffinity(0))
     assert usable_cpus(tmp_path / "absent") == len(os.sched_getaffinity(0))
+
+
+def test_a_backlog_is_judged_on_every_partition(
+    broker: Broker, tmp_path: Path, simulated_log: Callable[..., Path]
+) -> None:
+    """A backlog already in the topic, read in small fetches (that come one partition at a
+    time): every judgment sees the samples a file replay of the same log sees."""
+    log = simulated_log(canary_ttft_factor=1.0)
+    lines = log.read_bytes().splitlines()
+    topic = f"backlog-{uuid.uuid4().hex[:6]}"
+
+    def judged(engine: Engine, controller: RolloutController) -> list[tuple[float, int, int]]:
+        seen: list[tuple[float, int, int]] = []
+        controller.on_judgment = lambda c, now, v: seen.append(
+            (now, v.checks[0].n_baseline, v.checks[0].n_canary)
+        )
+        return seen
+
+    async def from_file() -> list[tuple[float, int, int]]:
+        engine, controller = _controller(fresh_demo(tmp_path / "file"))
+        seen = judged(engine, controller)
+        await engine.feed_lines([line + b"\n" for line in lines])
+        return seen
+
+    async def from_kafka() -> list[tuple[float, int, int]]:
+        await create_topic(broker.bootstrap, topic)
+        await produce(broker.bootstrap, topic, lines)
+        engine, controller = _controller(fresh_demo(tmp_path / "kafka"))
+        seen = judged(engine, controller)
+        source = KafkaSource(
+            _settings(broker, topic, max_records=100, idle_seconds=30.0, parse_process="off"),
+            engine,
+        )
+        await source.start()
+        await _consume_all(source, len(lines))
+        await source.stop()
+        return seen
+
+    expected = asyncio.run(from_file())
+    got = asyncio.run(from_kafka())
+    assert len(expected) > 5
+    assert got[: len(expected) - 1] == expected[: len(expected) - 1]
