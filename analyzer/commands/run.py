@@ -96,7 +96,6 @@ async def run_file(
 DRY_RUN_BANNER = (
     "DRY RUN: decisions are made and reported; nothing is written to the routed objects"
 )
-FAIL_ON = ("rollback", "inconclusive", "any")
 FAILED_BACKTEST = 3
 """Exit status of a backtest (``--fail-on``) whose rollout ended the way it should not."""
 
