@@ -112,18 +112,37 @@ FFT_MIN_SIZE = 256
 """Below this many buckets on either side the direct convolution is as fast as the FFT."""
 
 
+def fast_length(n: int) -> int:
+    """The smallest 5-smooth number (2^a 3^b 5^c) >= n: an FFT length pocketfft is fast at.
+    An awkward length (a large prime factor) is up to 8x slower at these sizes (measured:
+    0.49 ms vs 0.065 ms for 2,711 points)."""
+    best = 1 << max(0, n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            q = p35
+            while q < n:
+                q *= 2
+            best = min(best, q)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 def exact_correlation(a: IntArray, b: IntArray) -> IntArray:
     """Integer convolution of two count arrays (the counts of pairwise bucket differences).
 
-    By FFT when both are large; the rounded result is kept only if its total is the exact
-    product of the totals and no count is negative, else (precision lost on huge counts) the
-    direct O(n m) convolution is used. numpy's FFT, not scipy.signal: importing scipy.signal
-    costs more start-up time than every judgment's FFTs together.
+    By FFT when both are large, at a fast (5-smooth) length; the rounded result is kept only if
+    its total is the exact product of the totals and no count is negative, else (precision lost
+    on huge counts) the direct O(n m) convolution is used. numpy's FFT, not scipy.signal:
+    importing scipy.signal costs more start-up time than every judgment's FFTs together.
     """
     if min(a.size, b.size) >= FFT_MIN_SIZE:
         size = a.size + b.size - 1
-        spectrum = np.fft.rfft(a.astype(np.float64), size) * np.fft.rfft(b.astype(np.float64), size)
-        out = np.rint(np.fft.irfft(spectrum, size)).astype(np.int64)
+        n = fast_length(size)
+        spectrum = np.fft.rfft(a.astype(np.float64), n) * np.fft.rfft(b.astype(np.float64), n)
+        out = np.rint(np.fft.irfft(spectrum, n)[:size]).astype(np.int64)
         if int(out.sum()) == int(a.sum()) * int(b.sum()) and out.min() >= 0:
             return out
     return np.asarray(np.convolve(a, b), dtype=np.int64)

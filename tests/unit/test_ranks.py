@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analyzer.stats.histogram import exact_correlation
+from analyzer.stats.histogram import exact_correlation, fast_length
 from tests.ranks import weighted_mannwhitney
 
 
@@ -30,3 +30,19 @@ def test_exact_correlation_is_numpys_integer_convolution(size: int, scale: int) 
     got = exact_correlation(a, b)
     assert got.dtype == np.int64
     assert np.array_equal(got, np.convolve(a, b))
+
+
+def test_fft_lengths_are_the_smallest_5_smooth_ones() -> None:
+    def smooth(n: int) -> bool:
+        for p in (2, 3, 5):
+            while n % p == 0:
+                n //= p
+        return n == 1
+
+    for n in range(1, 3000):
+        length = fast_length(n)
+        assert length >= n and smooth(length)
+        assert not any(smooth(k) for k in range(n, length))
+    a = np.arange(1201, dtype=np.int64) % 7  # 1,201 + 1,511 - 1 = 2,711 points: a prime
+    b = np.arange(1511, dtype=np.int64) % 11
+    assert np.array_equal(exact_correlation(a, b), np.convolve(a, b))
