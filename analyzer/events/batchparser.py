@@ -128,7 +128,7 @@ class BatchParser:
         rows, slow = self._decode_all(lines, self._decoder.decode)
         fast = self._columns(rows, _decoded_at(len(lines), slow), slow)
         if slow:
-            return fast.merged(self._slow(lines, sorted(slow)))
+            return Columns.in_line_order([fast, self._slow(lines, sorted(slow))])
         return fast
 
     def _decode_all(

@@ -150,7 +150,13 @@ class Columns:
     def empty() -> Columns:
         return Columns.from_events([], [])
 
-    def merged(self, other: Columns) -> Columns:
-        """Both batches' rows, in line order (``index``)."""
-        both = Columns.concat([self, other])
+    @staticmethod
+    def in_line_order(parts: list[Columns]) -> Columns:
+        """The parts' rows together, in line order (``index``): batches of the same lines
+        parsed by different paths or field maps."""
+        if not parts:
+            return Columns.empty()
+        if len(parts) == 1:
+            return parts[0]
+        both = Columns.concat(parts)
         return both.take(np.argsort(both.index, kind="stable"))

@@ -65,15 +65,16 @@ class RuleSetParser:
         for parser in self.parsers:
             if pending.size == 0:
                 break
-            cols = parser.parse([lines[i] for i in pending.tolist()])
-            cols.index = pending[cols.index]
+            # The first map reads the batch as it came (no copy, no index mapping: the hot
+            # path of a rule set with one field map); later ones only what is left.
+            whole = pending.size == len(lines)
+            cols = parser.parse(lines if whole else [lines[i] for i in pending.tolist()])
+            if not whole:
+                cols.index = pending[cols.index]
             reasons.update((int(pending[i]), reason) for i, reason in parser.rejected)
             if len(cols):
                 parts.append(cols)
                 pending = np.setdiff1d(pending, cols.index, assume_unique=True)
-        accepted = {int(i) for part in parts for i in part.index.tolist()}
-        self.rejected = sorted((i, r) for i, r in reasons.items() if i not in accepted)
-        if not parts:
-            return Columns.empty()
-        cols = Columns.concat(parts)
-        return cols.take(np.argsort(cols.index, kind="stable")) if len(parts) > 1 else cols
+        left = set(pending.tolist())  # accepted by no map
+        self.rejected = sorted((i, r) for i, r in reasons.items() if i in left)
+        return Columns.in_line_order(parts)
