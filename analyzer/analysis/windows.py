@@ -19,7 +19,7 @@ from array import array
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +29,6 @@ from analyzer.events.columns import Columns
 from analyzer.events.units import tpot
 from analyzer.stats.histogram import FloatArray, IntArray, LogHistogram
 
-Group = Literal["baseline", "canary"]
 METRICS: tuple[LatencyMetric, ...] = (
     "ttft",
     "duration",
@@ -154,13 +153,6 @@ class StepWindows:
     @property
     def evidence_from(self) -> float:
         return self.started_at + self.warmup
-
-    def group_of(self, target: str) -> Group | None:
-        if target in self.canary_adapters:
-            return "canary"
-        if target in self.baseline_adapters:
-            return "baseline"
-        return None
 
     def fold(self, cols: Columns, rows: IntArray) -> None:
         """Fold rows (in event-time order) in; rows before the step or to other adapters are

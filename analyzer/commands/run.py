@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -118,6 +118,18 @@ def backtest_failures(rollouts: list[dict[str, Any]], fail_on: str | None) -> li
     return out
 
 
+def exit_status(rollouts: list[dict[str, Any]], failed: Sequence[str] = ()) -> int:
+    """1 when a rollout could not run, else 3 when a backtest failed its ``--fail-on``, else 0."""
+    if any(r["error"] for r in rollouts):
+        return 1
+    return FAILED_BACKTEST if failed else 0
+
+
+def print_failures(failed: Sequence[str], fail_on: str | None, out: TextIO) -> None:
+    for line in failed:
+        print(f"backtest failed (--fail-on {fail_on}): {line}", file=out)
+
+
 def notes(run: FileRun) -> list[str]:
     """What a person should know about how much of the log was judged."""
     out = []
@@ -212,7 +224,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in notes(run):
         print(note)
     print(events_line(run.engine.stats, time.monotonic() - started))
-    return 1 if any(r["error"] for r in rollouts) else 0
+    return exit_status(rollouts)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -241,8 +253,5 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for note in notes(run):
             print(note)
         print(events_line(run.engine.stats))
-        for line in failed:
-            print(f"backtest failed (--fail-on {args.fail_on}): {line}")
-    if any(r["error"] for r in rollouts):
-        return 1
-    return FAILED_BACKTEST if failed else 0
+        print_failures(failed, args.fail_on, sys.stdout)
+    return exit_status(rollouts, failed)

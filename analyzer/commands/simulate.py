@@ -19,9 +19,10 @@ from analyzer.commands.report import Progress, ProgressListener, print_summary
 from analyzer.commands.run import (
     DEMO_FILES,
     DRY_RUN_BANNER,
-    FAILED_BACKTEST,
     backtest_failures,
     demo_dir,
+    exit_status,
+    print_failures,
 )
 from analyzer.config import LoadedRule
 from analyzer.rollout.weights import Target
@@ -116,11 +117,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     failed = backtest_failures(rollouts, args.fail_on)
     print(file=out)
     print_summary(rollouts, out)
-    for line in failed:
-        print(f"backtest failed (--fail-on {args.fail_on}): {line}", file=out)
+    print_failures(failed, args.fail_on, out)
     if args.json:
         doc = {"rollouts": rollouts, "dry_run": args.dry_run, "backtest_failed": failed}
         print(orjson.dumps(doc).decode())
-    if any(r["error"] for r in rollouts):
-        return 1
-    return FAILED_BACKTEST if failed else 0
+    return exit_status(rollouts, failed)
