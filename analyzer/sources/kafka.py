@@ -54,7 +54,6 @@ from analyzer.sources.parsepool import ParsePool
 log = structlog.get_logger("analyzer.kafka")
 _VALUE = attrgetter("value")
 _OFFSET = attrgetter("offset")
-YIELD_EVERY = 256
 
 
 class EventSink(Protocol):

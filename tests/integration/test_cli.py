@@ -253,3 +253,14 @@ def test_every_option_is_described() -> None:
 def test_run_refuses_a_kubeconfig_without_kafka(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--kubeconfig", "/nowhere", "--rules", "x.yaml", "--events", "-"]) == 2
     assert "--kubeconfig is for the cluster daemon (run --kafka)" in capsys.readouterr().err
+
+
+def test_override_choices_are_the_machines_commands() -> None:
+    """cli.py spells the commands out (importing the state machine would slow --help down):
+    they must stay the machine's."""
+    from analyzer.rollout.machine import COMMANDS  # noqa: PLC0415
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in sub.choices["override"]._actions if a.dest == "action")
+    assert tuple(action.choices or ()) == COMMANDS
