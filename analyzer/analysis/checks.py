@@ -179,7 +179,7 @@ def explain(r: CheckResult, status: CheckStatus) -> str:
     what = {"ratio": "canary/baseline", "difference": "error rate difference"}.get(
         r.effect_kind, "value"
     )
-    if r.method and r.method.endswith("exceedance"):
+    if r.method and "exceedance" in r.method:
         what = "tail share difference"
     shown = f"{what} {show_interval(r)}"
     pooled = f" over {r.strata} steps" if r.strata > 1 else ""

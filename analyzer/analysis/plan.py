@@ -16,7 +16,8 @@ promote at 2, 20 and 50 req/s; the p90 is up to 1.4x it, which the suggested max
 (1.25x the longest step, rounded up to a minute) covers per step.
 Intermediate steps need ``minSamples`` per group after the warm-up (``advanceOn: no-harm``), or
 non-inferiority (``non-inferiority``); the last step before 100% needs every check shown
-within tolerance, pooled over the steps.
+within tolerance, pooled over the steps (a Prometheus histogram check: within its own step's
+buckets, which are not pooled; its bucket resolution is not modelled).
 
 Must not: read files or clocks, or look at live evidence.
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 from scipy import special
 
-from analyzer.config import CheckSpec, RuleSpec
+from analyzer.config import CheckSpec, PrometheusCheckSpec, RuleSpec
 from analyzer.stats.confidence import critical_z
 from analyzer.stats.sequential import DEFAULT_TAU_RATE, DEFAULT_TAU_SHIFT
 
@@ -59,6 +60,26 @@ class RulePlan:
     @property
     def total_seconds(self) -> float:
         return sum(s.seconds for s in self.steps)
+
+
+def _planned(check: CheckSpec | PrometheusCheckSpec) -> CheckSpec | None:
+    """The check as the plan models it: a Prometheus histogram check is the access-log check
+    of the same test on TTFT; value checks (threshold, relative) have no evidence to wait for."""
+    if isinstance(check, CheckSpec):
+        return check
+    test = check.resolved_test
+    if test not in ("mann-whitney", "exceedance") or check.direction != "increase":
+        return None
+    return CheckSpec(
+        name=check.name,
+        metric="ttft",
+        test=test,  # type: ignore[arg-type]
+        tolerance=min(check.tolerance, 0.99),
+        quantile=check.quantile,
+        alpha=check.alpha,
+        mode=check.mode,
+        tau=check.tau,
+    )
 
 
 def _theta(check: CheckSpec, sigma: float, factor: float) -> float:
@@ -107,7 +128,8 @@ def plan_rule(
     if rps <= 0:
         raise ValueError("rps must be > 0")
     a = spec.analysis
-    checks = [c for c in spec.checks if isinstance(c, CheckSpec)]
+    checks = [c for c in (_planned(c) for c in spec.checks) if c is not None]
+    unpooled = {c.name for c in spec.checks if isinstance(c, PrometheusCheckSpec)}
     ttft = next((c for c in checks if c.test == "mann-whitney"), None)
     factor = regression or 1 + (ttft.tolerance if ttft else 0.1) + 0.1
     judged = [p for p in spec.steps if p < 100] or spec.steps[:1]
@@ -145,7 +167,8 @@ def plan_rule(
                     detect = s
                     break
         for i, c in enumerate(checks):
-            pooled[i] += _info_rate(c, rc, rb, error_rate) * max(0.0, t - a.warmup)
+            if c.name not in unpooled:  # a Prometheus check sees its own step's buckets only
+                pooled[i] += _info_rate(c, rc, rb, error_rate) * max(0.0, t - a.warmup)
         plans.append(StepPlan(percent, rc, t, detect, waits))
     longest = max(p.seconds for p in plans)
     suggested = _round_up(max(a.min_step_duration, longest * 1.25), 60.0)

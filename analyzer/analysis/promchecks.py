@@ -1,12 +1,14 @@
 """Prometheus query results -> CheckResult. Pure: the querying is sources/prometheus.py.
 
-Three kinds:
+Four kinds:
 - threshold: one value against min/max (a pool-health guard);
 - relative: the same query for the canary and the baseline group, compared as a ratio or a
   difference against the tolerance;
 - mann-whitney: bucket increases of a Prometheus histogram per group (cumulative ``le`` counts),
   each bucket a tie group at its upper bound, with the access-log checks' confidence sequence
-  and three outcomes (fail: shown beyond the tolerance; pass: shown within; else inconclusive).
+  and three outcomes (fail: shown beyond the tolerance; pass: shown within; else inconclusive);
+- exceedance: the same buckets, each group's share of requests above the bucket holding the
+  pooled quantile (a p95/p99 regression), with the error-rate check's confidence sequence.
 Threshold and relative checks compare measured values, not samples: they pass or fail on the
 value itself (a guard), with no interval.
 A query that failed, returned nothing, returned NaN or several series where one was expected
@@ -26,8 +28,13 @@ import numpy as np
 
 from analyzer.analysis.checks import SEQUENTIAL_MIN_SAMPLES, CheckResult, with_evidence
 from analyzer.config import PrometheusCheckSpec
-from analyzer.stats.confidence import PairwiseDifferences, shift_evidence
-from analyzer.stats.sequential import DEFAULT_TAU_SHIFT
+from analyzer.stats.confidence import (
+    PairwiseDifferences,
+    exceedance_counts,
+    rate_evidence,
+    shift_evidence,
+)
+from analyzer.stats.sequential import DEFAULT_TAU_RATE, DEFAULT_TAU_SHIFT
 
 
 @dataclass(frozen=True)
@@ -173,13 +180,25 @@ def bucket_counts(out: QueryOutcome) -> tuple[np.ndarray, np.ndarray] | str:
     return bounds, counts
 
 
-def histogram(
+@dataclass(frozen=True)
+class _Buckets:
+    """Both groups' bucket increases, and the result they start from."""
+
+    baseline: tuple[np.ndarray, np.ndarray]
+    canary: tuple[np.ndarray, np.ndarray]
+    result: CheckResult
+    few: str
+
+
+def _buckets(
     check: PrometheusCheckSpec,
     baseline: QueryOutcome,
     canary: QueryOutcome,
     min_samples: int,
-) -> CheckResult:
-    """The step's bucket increases per group, with the access-log checks' three outcomes."""
+    kind: Literal["ratio", "difference"],
+    bound: float,
+) -> _Buckets | CheckResult:
+    """Both groups' buckets with enough requests to test, or the explained non-result."""
     for group, out in (("baseline", baseline), ("canary", canary)):
         problem = _problem(check, out, group)
         if problem is not None:
@@ -189,24 +208,34 @@ def histogram(
         if isinstance(parsed, str):
             return _with(_base(check), "inconclusive", f"{group}: {parsed}")
     assert not isinstance(parsed_b, str) and not isinstance(parsed_c, str)
-    (bb, cb), (bc, cc) = parsed_b, parsed_c
-    nb, nc = int(cb.sum()), int(cc.sum())
+    nb, nc = int(parsed_b[1].sum()), int(parsed_c[1].sum())
     need = check.min_samples or min_samples
-    decrease = check.direction == "decrease"
     result = replace(
-        _base(check),
-        n_baseline=nb,
-        n_canary=nc,
-        bound=1 - check.tolerance if decrease else 1 + check.tolerance,
-        ready=nb >= need and nc >= need,
+        _base(check, kind), n_baseline=nb, n_canary=nc, bound=bound, ready=nb >= need and nc >= need
     )
     if nb == 0 or nc == 0:
         empty = "baseline" if nb == 0 else "canary"
         return replace(result, reason=f"no requests in the {empty} buckets yet")
     few = f"too few samples to pass: baseline {nb}, canary {nc}, need {need} each"
-    sequential = check.mode == "sequential"
-    if min(nb, nc) < (SEQUENTIAL_MIN_SAMPLES if sequential else need):
+    if min(nb, nc) < (SEQUENTIAL_MIN_SAMPLES if check.mode == "sequential" else need):
         return replace(result, status="inconclusive", reason=few)
+    return _Buckets(parsed_b, parsed_c, result, few)
+
+
+def histogram(
+    check: PrometheusCheckSpec,
+    baseline: QueryOutcome,
+    canary: QueryOutcome,
+    min_samples: int,
+) -> CheckResult:
+    """The step's bucket increases per group, with the access-log checks' three outcomes."""
+    decrease = check.direction == "decrease"
+    bound = 1 - check.tolerance if decrease else 1 + check.tolerance
+    got = _buckets(check, baseline, canary, min_samples, "ratio", bound)
+    if isinstance(got, CheckResult):
+        return got
+    (bb, cb), (bc, cc), result = got.baseline, got.canary, got.result
+    sequential = check.mode == "sequential"
     keep_b, keep_c = cb > 0, cc > 0
     vb, vc = _finite(bb)[keep_b], _finite(bc)[keep_c]
     if decrease:  # the worse side is smaller: compare the other way
@@ -227,7 +256,51 @@ def histogram(
     return replace(
         result,
         method=f"sequential/{method}" if sequential else method,
-        reason="tested" if result.ready else few,
+        reason="tested" if result.ready else got.few,
+    )
+
+
+def exceedance(
+    check: PrometheusCheckSpec,
+    baseline: QueryOutcome,
+    canary: QueryOutcome,
+    min_samples: int,
+) -> CheckResult:
+    """Each group's share of the step's requests above the bucket holding the pooled
+    ``quantile``, compared as a difference of shares with the error-rate check's confidence
+    sequence (the access-log exceedance check on Prometheus buckets)."""
+    got = _buckets(check, baseline, canary, min_samples, "difference", check.tolerance)
+    if isinstance(got, CheckResult):
+        return got
+    (bb, cb), (bc, cc), result = got.baseline, got.canary, got.result
+    if bb.shape != bc.shape or not np.array_equal(bb, bc):
+        return _with(
+            result, "inconclusive", "the groups' buckets differ: query one histogram for both"
+        )
+    assert check.quantile is not None
+    stratum, at = exceedance_counts(cb, cc, check.quantile)
+    above = float(bb[at])
+    if not math.isfinite(above):  # nothing is above +Inf: the tail is not resolved
+        return _with(
+            result,
+            "inconclusive",
+            f"the pooled p{check.quantile * 100:g} lies in the +Inf bucket: this histogram "
+            "cannot resolve that tail; add buckets or check a lower quantile",
+        )
+    sequential = check.mode == "sequential"
+    ev = rate_evidence(
+        [stratum],
+        check.tolerance,
+        alpha=check.alpha,
+        tau=check.tau or DEFAULT_TAU_RATE,
+        kind="sequential" if sequential else "fixed",
+    )
+    result = with_evidence(result, ev, difference=True, mirrored=False)
+    method = "exceedance-buckets"
+    return replace(
+        result,
+        method=f"sequential/{method}" if sequential else method,
+        reason=f"tested: share above {above:g}" if result.ready else got.few,
     )
 
 
@@ -254,4 +327,6 @@ def evaluate(
         return threshold(check, outcomes[0])
     if kind == "relative":
         return relative(check, outcomes[0], outcomes[1])
+    if kind == "exceedance":
+        return exceedance(check, outcomes[0], outcomes[1], min_samples)
     return histogram(check, outcomes[0], outcomes[1], min_samples)

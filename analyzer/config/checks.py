@@ -148,12 +148,21 @@ class CheckSpec(RuleModel):
 
 class PrometheusCheckSpec(RuleModel):
     """A check on Prometheus: a threshold guard, a canary/baseline comparison of one query
-    templated per group, or Mann-Whitney on a histogram's bucket increases per group."""
+    templated per group, or a histogram's bucket increases per group: Mann-Whitney (the shift)
+    or exceedance (the share of requests above a quantile: tail regressions)."""
 
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$", max_length=63)
     source: Literal["prometheus"]
     preset: str | None = None
-    test: Literal["threshold", "relative", "mann-whitney"] | None = None
+    test: Literal["threshold", "relative", "mann-whitney", "exceedance"] | None = None
+    quantile: float | None = Field(
+        default=None,
+        gt=0.5,
+        lt=1,
+        description="exceedance: the tail checked, e.g. 0.99; the canary's share of requests "
+        "above the bucket holding this quantile of both groups' pooled buckets may exceed the "
+        "baseline's by at most the tolerance (0.01 = 1 point)",
+    )
     query: str | None = None
     min: float | None = None
     max: float | None = None
@@ -193,10 +202,15 @@ class PrometheusCheckSpec(RuleModel):
             raise ValueError("a prometheus check needs a query or a preset")
         if self.resolved_test == "threshold" and self.min is None and self.max is None:
             raise ValueError("a threshold check needs min, max or both")
-        if self.preset and self.test and self.test != PROMETHEUS_PRESETS[self.preset]["test"]:
-            raise ValueError(
-                f"preset {self.preset} is a {PROMETHEUS_PRESETS[self.preset]['test']} check"
-            )
+        preset_test = PROMETHEUS_PRESETS[self.preset]["test"] if self.preset else None
+        # A histogram preset's bucket query serves both histogram tests.
+        histogram = {preset_test, self.test} == {"mann-whitney", "exceedance"}
+        if preset_test and self.test and self.test != preset_test and not histogram:
+            raise ValueError(f"preset {self.preset} is a {preset_test} check")
+        if (self.resolved_test == "exceedance") != (self.quantile is not None):
+            raise ValueError("quantile is set exactly for test: exceedance (e.g. 0.99)")
+        if self.resolved_test == "exceedance" and self.direction != "increase":
+            raise ValueError("exceedance checks only fail on a longer tail (direction increase)")
         return self
 
     @property

@@ -294,16 +294,26 @@ def exceedance_stratum(baseline: LogHistogram, canary: LogHistogram, q: float) -
     Pooling keeps the test exact under H0 (same distribution: every value is equally likely
     to be above, whichever group it is in); the bucket holding the quantile is left out of both.
     """
-    pooled = baseline.counts + canary.counts
-    n = int(pooled.sum())
-    rank = max(1, math.ceil(q * n))
-    top = int(np.searchsorted(np.cumsum(pooled), rank)) + 1
-    return RateStratum(
-        int(baseline.counts[top:].sum()),
-        baseline.total,
-        int(canary.counts[top:].sum()),
-        canary.total,
+    stratum, _ = exceedance_counts(baseline.counts, canary.counts, q)
+    return stratum
+
+
+def exceedance_counts(
+    baseline: np.ndarray, canary: np.ndarray, q: float
+) -> tuple[RateStratum, int]:
+    """``exceedance_stratum`` on per-bucket counts of one bucket layout (a Prometheus
+    histogram's increases), with the index of the bucket holding the pooled q-quantile: the
+    shares counted are those above that bucket's upper bound."""
+    pooled = baseline + canary
+    rank = max(1, math.ceil(q * float(pooled.sum())))
+    at = int(np.searchsorted(np.cumsum(pooled), rank))
+    stratum = RateStratum(
+        int(baseline[at + 1 :].sum()),
+        int(baseline.sum()),
+        int(canary[at + 1 :].sum()),
+        int(canary.sum()),
     )
+    return stratum, at
 
 
 def rate_evidence(

@@ -167,6 +167,25 @@ def test_histogram_check_catches_a_slow_canary_and_passes_aa(prom: PrometheusSer
     assert seq.method == "sequential/binned-buckets" and (seq.p_value or 1) < 0.01
 
 
+def test_tail_check_on_buckets_catches_a_slow_tail_and_passes_aa(prom: PrometheusServer) -> None:
+    """p95 exceedance on the endpoint picker's TTFT buckets, queried from a real Prometheus:
+    the shares are those of the exact bucket increases above the pooled p95's bucket."""
+    end = prom.data.end
+    start = end - 900
+    spec = check(preset="epp-ttft", test="exceedance", quantile=0.95, tolerance=0.02)
+    slow = run_check(prom, "slow-model", spec, end, start)
+    settled = slow.settle(slow.p_value or 1)
+    assert settled.status == "fail" and slow.ci is not None and slow.ci[0] > 0.02
+    base = prom.data.increments("slow-model", ["b1", "b2"], start, end)
+    can = prom.data.increments("slow-model", ["c1"], start, end)
+    at = int(np.searchsorted(np.cumsum(base + can), math.ceil(0.95 * (base + can).sum())))
+    exact = can[at + 1 :].sum() / can.sum() - base[at + 1 :].sum() / base.sum()
+    assert slow.effect == pytest.approx(exact, abs=0.01)  # increase() extrapolates a little
+    aa = run_check(prom, "aa-model", spec, end, start)
+    assert aa.settle(aa.p_value or 1).status == "pass" and aa.ci is not None
+    assert aa.ci[1] < 0.02
+
+
 def test_histogram_check_agrees_with_the_stats_core(prom: PrometheusServer) -> None:
     """Exact bucket increases (no increase() extrapolation) give the core's U to 1e-12.
 

@@ -8,7 +8,7 @@ import pytest
 
 from analyzer.analysis.plan import plan_rule
 from analyzer.cli import main
-from analyzer.config import load_rules
+from analyzer.config import CheckSpec, load_rules
 from tests.conftest import DEMO
 
 
@@ -37,6 +37,26 @@ def test_a_bigger_regression_is_detected_sooner() -> None:
     spec = _spec()
     small, big = plan_rule(spec, 20.0, regression=1.2), plan_rule(spec, 20.0, regression=1.5)
     assert big.steps[0].detect_seconds < small.steps[0].detect_seconds
+
+
+def test_prometheus_histogram_checks_are_planned_per_step_not_pooled() -> None:
+    """A Prometheus-only rule: its histogram checks decide the promotion, each on its own
+    step's buckets, so the last step waits longer than the same checks pooled would."""
+    root = Path(__file__).resolve().parents[2] / "rules"
+    spec = load_rules([root / "vllm-epp-prometheus.yaml"])[0][0].rule.spec
+    plan = plan_rule(spec, 20.0)
+    assert plan.steps[-1].waits_for in ("ttft", "ttft-p99", "e2e-p99")
+    assert plan.steps[-1].seconds > spec.analysis.min_step_duration
+    assert all(s.detect_seconds < float("inf") for s in plan.steps)
+    same_from_logs = [
+        CheckSpec(name="ttft", metric="ttft", test="mann-whitney", tolerance=0.1),
+        CheckSpec(name="p99", metric="ttft", test="exceedance", quantile=0.99, tolerance=0.01),
+    ]
+    pooled = plan_rule(spec.model_copy(update={"checks": same_from_logs}), 20.0)
+    assert pooled.steps[-1].seconds < plan.steps[-1].seconds
+    guards = [c for c in spec.checks if c.name in ("kv-cache", "queue")]
+    only_guards = plan_rule(spec.model_copy(update={"checks": guards}), 20.0)
+    assert only_guards.steps[-1].waits_for == "minStepDuration"  # values: nothing to wait for
 
 
 def test_cli_plan_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
