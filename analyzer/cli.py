@@ -38,6 +38,21 @@ exit status: 0 done, 1 a rollout could not run or was refused, 2 invalid rules o
 3 a backtest failed its --fail-on"""
 
 
+MAX_EVENT_SKEW = 600.0
+"""The default of --max-event-skew: events/skew.py's ``DEFAULT_MAX_SKEW`` (a test keeps them
+equal; the CLI does not import numpy to show its help)."""
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Examples kept as written; every option's default shown (where it has one)."""
 
@@ -114,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
             "the end (inconclusive), or anything but promoted (any)",
         )
 
+    def max_skew(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--max-event-skew",
+            type=_positive,
+            default=MAX_EVENT_SKEW,
+            metavar="SECONDS",
+            help="lines dated this far ahead of the wall (live input) or of the event clock, "
+            "or behind it, are rejected (future_timestamp, stale_timestamp) and never move "
+            "the clock",
+        )
+
     run = sub.add_parser("run", help="judge a live or recorded access log (embedded mode)")
     run.add_argument("--rules", action="append", help="rule file or directory (repeatable)")
     run.add_argument("--events", help="JSONL access log (.gz ok), or - for stdin")
@@ -129,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="consume the access log from Kafka (CANARY_ANALYZER_KAFKA_* settings)",
     )
+    max_skew(run)
     common(run)
     run.set_defaults(func="run:cmd_run")
 
@@ -139,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--events", required=True, help="recorded JSONL access log (.gz ok), or -")
     rp.add_argument("--json", action="store_true", help="one JSON document on stdout")
     fail_on(rp)
+    max_skew(rp)
     common(rp)
     rp.set_defaults(func="run:cmd_replay")
 

@@ -23,6 +23,7 @@ import orjson
 from analyzer.commands.report import Progress, ProgressListener, clock, events_line, print_summary
 from analyzer.config import LoadedRule
 from analyzer.errors import SetupError
+from analyzer.events.skew import DEFAULT_MAX_SKEW
 from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.daemon import Daemon, DaemonSettings
 from analyzer.runtime.engine import Engine
@@ -70,17 +71,22 @@ class FileRun:
 
 
 async def run_file(
-    rules: list[LoadedRule], events: str, dry_run: bool, progress: Progress | None
+    rules: list[LoadedRule],
+    events: str,
+    dry_run: bool,
+    progress: Progress | None,
+    max_skew: float = DEFAULT_MAX_SKEW,
 ) -> FileRun:
     listener = ProgressListener(progress) if progress else None
     controllers = build_controllers(rules, dry_run, listener)
     # After the rules and their secrets: what is wrong with them is the first thing to say.
     if (problem := unreadable(events)) is not None:
         raise SetupError([problem])
-    engine = Engine(controllers)
+    engine = Engine(controllers, max_skew=max_skew)
     run = FileRun(engine, controllers)
+    live = events == "-"  # a pipe is live: nothing in it can be from the future
     async for batch in stream_batches(events):
-        await engine.feed_lines(batch)
+        await engine.feed_lines(batch, time.time() if live else None)
         if listener is not None:
             listener.flush(controllers)
         if engine.finished:
@@ -176,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 args.lease_namespace,
                 args.http_port,
                 [Path(p) for p in rule_paths],
+                args.max_event_skew,
             ),
             ProgressListener(Progress(sys.stdout)),
         )
@@ -217,7 +224,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(DRY_RUN_BANNER)
     print("time      rule  step  share  age  n=baseline/canary  checks  => verdict")
     started = time.monotonic()
-    run = asyncio.run(run_file(rules, events, args.dry_run, Progress(sys.stdout)))
+    run = asyncio.run(
+        run_file(rules, events, args.dry_run, Progress(sys.stdout), args.max_event_skew)
+    )
     rollouts = asyncio.run(summarize(run.controllers))
     print()
     print_summary(rollouts, sys.stdout)
@@ -230,7 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     rules = load_rule_files(args.rules)
-    run = asyncio.run(run_file(rules, args.events, args.dry_run, None))
+    run = asyncio.run(run_file(rules, args.events, args.dry_run, None, args.max_event_skew))
     rollouts = asyncio.run(summarize(run.controllers))
     failed = backtest_failures(rollouts, args.fail_on)
     doc = {

@@ -24,6 +24,7 @@ import structlog
 from analyzer.analysis.judge import Verdict
 from analyzer.config import LoadedRule
 from analyzer.errors import SetupError
+from analyzer.events.skew import DEFAULT_MAX_SKEW
 from analyzer.notify.delivery import DeliveryQueue
 from analyzer.routers.base import RoutedObject, RouterError
 from analyzer.routers.kubeconfig import api_client
@@ -68,6 +69,8 @@ class DaemonSettings:
     http_port: int = 8080
     rule_paths: list[Path] = field(default_factory=list)
     """Rule files re-read every few seconds (hot reload); empty: the rules never change."""
+    max_skew: float = DEFAULT_MAX_SKEW
+    """Event times this far off the wall or the event clock are rejected (events/skew.py)."""
 
 
 class Daemon:
@@ -109,7 +112,7 @@ class Daemon:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop.set)
         await self._elect()
-        engine = Engine(self.controllers, is_leader=self.is_leader)
+        engine = Engine(self.controllers, is_leader=self.is_leader, max_skew=s.max_skew)
         await engine.start(time.time())
         replica = os.environ.get("CANARY_ANALYZER_REPLICA") or socket.gethostname()
         source = KafkaSource(s.kafka.for_replica(replica), engine, wall_clock=True)

@@ -11,7 +11,7 @@ Must not: read the wall clock; know where lines come from.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -20,7 +20,10 @@ from analyzer.config import EventsSpec
 from analyzer.events.access import ParseStats
 from analyzer.events.columns import Columns
 from analyzer.events.ruleset import RuleSetParser
+from analyzer.events.skew import DEFAULT_MAX_SKEW, FUTURE, STALE, lone_future, skewed
 from analyzer.runtime.controller import RolloutController
+
+RowReason = tuple[int, str]
 
 
 class Engine:
@@ -28,8 +31,14 @@ class Engine:
         self,
         controllers: Sequence[RolloutController],
         is_leader: Callable[[], bool] = lambda: True,
+        max_skew: float = DEFAULT_MAX_SKEW,
     ) -> None:
         self.is_leader = is_leader
+        self.max_skew = max_skew
+        self.event_clock: float | None = None
+        """The newest accepted event time (``now`` may start from the wall, in the daemon)."""
+        self._lone: float | None = None
+        self._skewed: Counter[str] = Counter()
         self._leading = False
         self._retired = ParseStats()
         """Counts no current parser holds: parsers of earlier rule sets, other processes."""
@@ -73,7 +82,28 @@ class Engine:
         total = ParseStats()
         total.merge(self._retired)
         total.merge(self.parser.stats)
+        # Parsed and accepted, then refused by the clock (events/skew.py): rejected instead.
+        total.accepted -= sum(self._skewed.values())
+        total.rejected_by_reason.update(self._skewed)
         return total
+
+    def screen(self, cols: Columns, wall: float | None = None) -> tuple[Columns, list[RowReason]]:
+        """The rows the event clock can believe, and (line, reason) of those it cannot (too
+        far ahead of the wall or the clock, or behind it: events/skew.py); counted."""
+        future, stale = skewed(cols.timestamp, self.event_clock, wall, self.max_skew, self._lone)
+        if wall is None:
+            self._lone = lone_future(cols.timestamp, future)
+        bad = future | stale
+        if len(cols):
+            newest = float(cols.timestamp[~bad].max(initial=-math.inf))
+            if math.isfinite(newest):
+                self.event_clock = max(self.event_clock or newest, newest)
+        if not bad.any():
+            return cols, []
+        where = np.flatnonzero(bad)
+        rejected = [(int(cols.index[i]), FUTURE if future[i] else STALE) for i in where]
+        self._skewed.update(reason for _, reason in rejected)
+        return cols.take(np.flatnonzero(~bad)), rejected
 
     @property
     def finished(self) -> bool:
@@ -108,19 +138,31 @@ class Engine:
             self.now = now
             return
         while True:
-            due = [c for c in self.controllers if c.due(now) and c.next_judgment_at is not None]
+            # Each due controller is judged once, at its last judgment time up to now: no
+            # event arrived in between (feed advances before the first row past a judgment),
+            # so a gap in event time is one judgment, not one per interval of it.
+            due = {c: self._last_due(c, now) for c in self.controllers if c.due(now)}
             if not due:
                 break
-            first = min(c.next_judgment_at or now for c in due)
-            for c in due:
-                if c.next_judgment_at is not None and c.next_judgment_at <= first:
+            first = min(due.values())
+            for c, at in due.items():
+                if at <= first:
                     await c.tick(first)
         self.now = now
 
-    async def feed(self, cols: Columns) -> None:
+    @staticmethod
+    def _last_due(c: RolloutController, now: float) -> float:
+        assert c.next_judgment_at is not None
+        interval = c.spec.analysis.interval
+        return c.next_judgment_at + math.floor((now - c.next_judgment_at) / interval) * interval
+
+    async def feed(self, cols: Columns, wall: float | None = None) -> None:
         """Fold rows in arrival order, judging on the way: rows before the next judgment are
         folded at once, and each judgment happens before the first row that moves the clock
-        to its time (a judgment at T sees the events up to T, as one event at a time would)."""
+        to its time (a judgment at T sees the events up to T, as one event at a time would).
+        Rows the clock cannot believe are screened out first (``screen``; ``wall``: the wall
+        time, for a live source)."""
+        cols, _ = self.screen(cols, wall)
         n = len(cols)
         if n == 0:
             return
@@ -162,10 +204,10 @@ class Engine:
                 for c in controllers:
                     c.fold(cols, mine)
 
-    async def feed_lines(self, lines: list[bytes]) -> None:
+    async def feed_lines(self, lines: list[bytes], wall: float | None = None) -> None:
         """Parse and fold lines of a text log in their order (rejected ones counted by
         reason, blank ones skipped uncounted: a file's blank line is not a record)."""
-        await self.feed(self.parser.parse([line for line in lines if line.strip()]))
+        await self.feed(self.parser.parse([line for line in lines if line.strip()]), wall)
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush every controller's notifications (each bounded by ``timeout``)."""

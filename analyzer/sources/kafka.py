@@ -69,7 +69,13 @@ class EventSink(Protocol):
 
     async def advance(self, now: float) -> None: ...
 
-    async def feed(self, cols: Columns) -> None: ...
+    async def feed(self, cols: Columns, wall: float | None = None) -> None: ...
+
+    def screen(
+        self, cols: Columns, wall: float | None = None
+    ) -> tuple[Columns, list[tuple[int, str]]]:
+        """The rows the event clock can believe, and (row, reason) of the others."""
+        ...
 
     def count_parsed(self, counts: ParseStats) -> None:
         """Add the counts of lines parsed elsewhere (a parsing process)."""
@@ -246,7 +252,9 @@ class KafkaSource:
         """One partition's share of a fetch, parsed: dead letters out, columns in the buffer."""
         assert self.consumer is not None
         key = f"{tp.topic}/{tp.partition}"
-        for i, reason in rejected:
+        # Before the buffer: a row dated far ahead would hold its partition's watermark there.
+        cols, skewed = self.engine.screen(cols, self._wall())
+        for i, reason in [*rejected, *skewed]:
             await self._dead_letter(values[i], reason, f"{key}@{int(offsets[i])}")
         if len(cols):
             cols.locate(key, offsets[cols.index])
@@ -263,7 +271,7 @@ class KafkaSource:
     async def _release_columns(self, limit: float) -> None:
         released = self.buffer.release(limit)
         if released is not None:
-            await self.engine.feed(released)
+            await self.engine.feed(released, self._wall())
             self.stats.released += len(released)
         if self.wall_clock and self.engine.started:
             await self.engine.advance(self.clock() - self.watermark_delay)
@@ -279,6 +287,10 @@ class KafkaSource:
                 self.stats.dead_lettered += 1
         except KafkaError:
             self.stats.errors += 1
+
+    def _wall(self) -> float | None:
+        """Wall time for the engine's skew screen, when the source is live."""
+        return self.clock() if self.wall_clock else None
 
     def _update_rate(self, now: float, count: int) -> None:
         since, seen = self._rate_window
