@@ -24,6 +24,8 @@ _ACTION_SEVERITY: dict[str, Severity] = {
     "pause": "warn",
     "rollback": "error",
     "error": "error",
+    "degraded": "warn",
+    "recovered": "info",
 }
 
 

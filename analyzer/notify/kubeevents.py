@@ -28,6 +28,8 @@ REASONS = {
     "resume": "Resumed",
     "rollback": "RolledBack",
     "error": "RolloutError",
+    "degraded": "RolloutDegraded",
+    "recovered": "RolloutRecovered",
 }
 MESSAGE_MAX = 1024
 

@@ -36,6 +36,8 @@ _TITLES = {
     "resume": (":arrow_forward:", "Resumed"),
     "rollback": (":rotating_light:", "ROLLED BACK"),
     "error": (":x:", "Error"),
+    "degraded": (":warning:", "Waiting for the API"),
+    "recovered": (":arrows_counterclockwise:", "API back, resuming"),
 }
 _BROADCAST = frozenset({"promote", "rollback", "error"})
 

@@ -69,9 +69,15 @@ Transition = tuple[RolloutState, list[RolloutAction]]
 
 
 def start(
-    rule: str, revision: str, steps: Sequence[int], original: Sequence[Target], now: float
+    rule: str,
+    revision: str,
+    steps: Sequence[int],
+    original: Sequence[Target],
+    now: float,
+    why: str = "",
 ) -> Transition:
-    """A new rollout at its first step."""
+    """A new rollout at its first step (``why``: said in the reason, when it is not the
+    rollout's first start)."""
     state = RolloutState(
         rule=rule,
         revision=revision,
@@ -84,7 +90,8 @@ def start(
     )
     if steps[0] == 100:
         return _promote(state, now, "the only step is 100%: promoted without analysis")
-    decision = Decision(now, "start", f"rollout started at {steps[0]}% canary", 0, steps[0])
+    reason = f"rollout started at {steps[0]}% canary" + (f": {why}" if why else "")
+    decision = Decision(now, "start", reason, 0, steps[0])
     state = state.with_decision(decision, message=decision.reason)
     return state, [SetCanaryPercent(steps[0]), Announce(decision)]
 

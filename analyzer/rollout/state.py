@@ -21,7 +21,18 @@ from analyzer.config import RuleSpec
 from analyzer.rollout.weights import Target
 
 Phase = Literal["Progressing", "Paused", "Succeeded", "RolledBack"]
-Action = Literal["start", "advance", "promote", "rollback", "pause", "resume", "hold", "error"]
+Action = Literal[
+    "start",
+    "advance",
+    "promote",
+    "rollback",
+    "pause",
+    "resume",
+    "hold",
+    "error",
+    "degraded",
+    "recovered",
+]
 FINISHED: frozenset[str] = frozenset({"Succeeded", "RolledBack"})
 STATE_VERSION = 1
 HISTORY_LIMIT = 20

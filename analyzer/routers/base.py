@@ -32,6 +32,16 @@ class ConflictError(RouterError):
     """The object changed since the version a write was computed from."""
 
 
+class NotLeaderError(RouterError):
+    """This replica lost the lease between its decision and the write: the write is dropped,
+    the decision is the new leader's to make."""
+
+
+class TransientRouterError(RouterError):
+    """The API could not answer now (unreachable, timed out, overloaded, 5xx, or the object
+    missing, as while it is deleted and recreated): retry later; the rollout is not lost."""
+
+
 @dataclass(frozen=True)
 class RoutedObject:
     version: str

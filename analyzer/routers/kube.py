@@ -5,28 +5,44 @@ computed from, the model's whole target list (merge patches replace lists) and t
 state annotation: weights and state change together or not at all, and a stale write gets 409
 from the API server, which the controller answers by re-reading and deciding again.
 
+Every request has a client timeout; an API that is unreachable, times out, is overloaded (429,
+5xx) or has lost the object (404: deleted, perhaps being recreated) raises
+``TransientRouterError``, which the controller retries; only answers that cannot change by
+waiting (422, 403, a malformed object) raise ``RouterError``.
+
 Must not: decide anything; write anything but the model's targets and our annotations.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import aiohttp
 import structlog
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from analyzer.config import TargetRef
 from analyzer.rollout.weights import Target
-from analyzer.routers.base import ConflictError, RoutedObject, RouterError
+from analyzer.routers.base import (
+    ConflictError,
+    RoutedObject,
+    RouterError,
+    TransientRouterError,
+)
 from analyzer.routers.objects import read_annotations, read_targets, target_list, write_targets
 
 log = structlog.get_logger("analyzer.kube")
 PLURALS = {"InferenceModel": "inferencemodels", "InferenceModelRewrite": "inferencemodelrewrites"}
+REQUEST_TIMEOUT = 10.0
+"""Seconds one API request may take: a hung API server must not hold judging or ingestion."""
+TRANSIENT_STATUS = frozenset({404, 408, 429, 500, 502, 503, 504})
+WATCH_RETRY_MAX = 30.0
 
 
 def _api_message(exc: ApiException) -> str:
@@ -37,9 +53,37 @@ def _api_message(exc: ApiException) -> str:
         return str(exc.reason)
 
 
+def api_failure(what: str, exc: BaseException) -> RouterError:
+    """The router error an API failure means: transient (retry) or not; ``what``: whose."""
+    if isinstance(exc, ApiException):
+        message = f"{what}: API error {exc.status}: {_api_message(exc)}"
+        if exc.status == 409:
+            return ConflictError(f"{what} changed since it was read")
+        if exc.status == 404:
+            return TransientRouterError(f"{what} not found (deleted? waiting for it)")
+        if exc.status in TRANSIENT_STATUS:
+            return TransientRouterError(message)
+        if exc.status == 422:
+            return RouterError(f"the API server refused the new {what}: {_api_message(exc)}")
+        return RouterError(message)
+    if isinstance(exc, TimeoutError):
+        return TransientRouterError(f"{what}: the API server did not answer in time")
+    return TransientRouterError(f"{what}: API server unreachable: {exc!r}")
+
+
+UNREACHABLE = (aiohttp.ClientError, TimeoutError, ConnectionError)
+
+
 class KubeRouter:
-    def __init__(self, api: client.ApiClient, target: TargetRef, model: str) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        target: TargetRef,
+        model: str,
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
         self.api = api
+        self.timeout = timeout
         self.custom = client.CustomObjectsApi(api)
         self.target = target
         self.model = model
@@ -55,9 +99,11 @@ class KubeRouter:
     async def check_served(self) -> None:
         """A clear error when the cluster does not serve the rule's apiVersion."""
         try:
-            groups = await client.ApisApi(self.api).get_api_versions()
+            groups = await client.ApisApi(self.api).get_api_versions(_request_timeout=self.timeout)
         except ApiException as exc:
             raise RouterError(f"API discovery failed: {_api_message(exc)}") from None
+        except UNREACHABLE as exc:
+            raise api_failure("API discovery", exc) from None
         for group in groups.groups or []:
             if group.name == self.group:
                 served = [v.version for v in group.versions]
@@ -80,14 +126,15 @@ class KubeRouter:
         t = self.target
         try:
             obj = await self.custom.get_namespaced_custom_object(
-                self.group, self.version, t.namespace, self.plural, t.name
+                self.group,
+                self.version,
+                t.namespace,
+                self.plural,
+                t.name,
+                _request_timeout=self.timeout,
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                raise RouterError(f"{self.describe} not found") from None
-            raise RouterError(
-                f"{self.describe}: API error {exc.status}: {_api_message(exc)}"
-            ) from None
+        except (ApiException, *UNREACHABLE) as exc:
+            raise api_failure(self.describe, exc) from None
         self._last = obj
         return self._routed(obj)
 
@@ -97,12 +144,38 @@ class KubeRouter:
         stop: asyncio.Event,
         timeout_seconds: int = 300,
     ) -> None:
-        """List, then watch from the list's resourceVersion; re-list on 410 Gone."""
+        """List, then watch from the list's resourceVersion; re-list on 410 Gone. A failing
+        API (transient or not) is retried with backoff, never raised: the judgments read the
+        object anyway, the watch only makes reactions faster."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                await self._watch_once(on_change, stop, timeout_seconds)
+                failures = 0
+            except (ApiException, RouterError, *UNREACHABLE) as exc:
+                failures += 1
+                delay = min(WATCH_RETRY_MAX, 0.5 * 2**failures)
+                error = exc if isinstance(exc, RouterError) else api_failure(self.describe, exc)
+                log.warning("watch_failed", object=self.describe, error=str(error), retry_in=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    async def _watch_once(
+        self,
+        on_change: Callable[[RoutedObject], Awaitable[None]],
+        stop: asyncio.Event,
+        timeout_seconds: int,
+    ) -> None:
         t = self.target
         selector = f"metadata.name={t.name}"
         while not stop.is_set():
             listed = await self.custom.list_namespaced_custom_object(
-                self.group, self.version, t.namespace, self.plural, field_selector=selector
+                self.group,
+                self.version,
+                t.namespace,
+                self.plural,
+                field_selector=selector,
+                _request_timeout=self.timeout,
             )
             version = listed["metadata"]["resourceVersion"]
             for item in listed.get("items", []):
@@ -119,6 +192,8 @@ class KubeRouter:
                     resource_version=version,
                     allow_watch_bookmarks=True,
                     timeout_seconds=timeout_seconds,
+                    # connect bounded; a quiet watch may read nothing until its server timeout
+                    _request_timeout=(self.timeout, timeout_seconds + self.timeout),
                 ):
                     if stop.is_set():
                         break
@@ -166,16 +241,9 @@ class KubeRouter:
                 t.name,
                 patch,
                 _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+                _request_timeout=self.timeout,
             )
-        except ApiException as exc:
-            if exc.status == 409:
-                raise ConflictError(f"{self.describe} changed since it was read") from None
-            if exc.status == 422:
-                raise RouterError(
-                    f"the API server refused the new {self.describe}: {_api_message(exc)}"
-                ) from None
-            raise RouterError(
-                f"{self.describe}: API error {exc.status}: {_api_message(exc)}"
-            ) from None
+        except (ApiException, *UNREACHABLE) as exc:
+            raise api_failure(self.describe, exc) from None
         self._last = obj
         return self._routed(obj)

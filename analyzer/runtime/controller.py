@@ -7,14 +7,21 @@ last wrote are a human edit and pause the rollout; a command annotation is a hum
 Writes carry the version they were computed from; on a conflict the object is re-read and the
 decision is made again from what is there.
 
+A transient API failure (rollout/backoff.py) degrades the rule instead of ending it: the step,
+its evidence and the judgment grid are kept, the object is read again with backoff, and when
+it answers the rollout resumes from the state it holds (a recreated object without our state
+starts the rollout again from its weights). Other rules are not touched. Only what waiting
+cannot fix (a refused write, an object that does not route the model) is an error.
+
 Must not: read a clock (``now`` is passed in) or parse lines.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 import structlog
@@ -25,20 +32,24 @@ from analyzer.analysis.steps import RolloutWindows
 from analyzer.analysis.windows import DEFAULT_RAW_LIMIT, METRICS, StepWindows
 from analyzer.config import LoadedRule
 from analyzer.events.columns import Columns
-from analyzer.gates.base import Gate, GateKind
+from analyzer.gates.base import Gate
 from analyzer.notify.base import Notification, Notifier
 from analyzer.rollout import machine
+from analyzer.rollout.backoff import Backoff
 from analyzer.rollout.guards import data_quality_refusal, targets_after, warmup_verdict
 from analyzer.rollout.machine import COMMANDS, Announce, Command, RolloutAction
 from analyzer.rollout.state import Decision, RolloutState, annotation_key, revision
-from analyzer.rollout.weights import Target, WeightError, limits_for
+from analyzer.rollout.weights import WeightError, limits_for
 from analyzer.routers.base import (
     ConflictError,
+    NotLeaderError,
     RoutedObject,
     RouterError,
     TrafficRouter,
+    TransientRouterError,
     command_key,
 )
+from analyzer.runtime.announce import Announcer, gates_refusal
 from analyzer.sources.metrics import MetricsSource, NoMetricsSource
 from analyzer.stats.histogram import IntArray
 
@@ -60,6 +71,7 @@ class RolloutController:
         on_judgment: JudgmentListener | None = None,
         gates: Sequence[Gate] = (),
         prometheus: MetricsSource | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.loaded = loaded
         self.spec = loaded.rule.spec
@@ -89,6 +101,13 @@ class RolloutController:
         self.judgments: Counter[tuple[str, str]] = Counter()
         """Judgments by (check, status), for the daemon's metrics."""
         self._gate_refusal: str | None = None
+        self.backoff = Backoff(rng or random.Random())
+        self.retired = False
+        """Replaced by a reload: acts on nothing any more (its watch is stopped too)."""
+        self.announcer = Announcer(
+            self.name, self.revision, router.describe, self.spec.model, tuple(self.spec.steps),
+            self.dry_run,
+        )  # fmt: skip
         self._log = log.bind(rule=self.name, object=router.describe)
 
     @property
@@ -101,26 +120,54 @@ class RolloutController:
         return [n.decision for n in self.announced]
 
     @property
+    def degraded(self) -> str | None:
+        """Why the API cannot be used now, while the rule waits for it; None when it can."""
+        return self.backoff.outage.reason if self.backoff.outage is not None else None
+
+    @property
     def active(self) -> bool:
-        return self.error is None and self.state is not None and not self.state.finished
+        if self.error is not None or self.retired:
+            return False
+        if self.backoff.outage is not None:
+            return True  # waiting for the API: the rollout is not over
+        return self.state is not None and not self.state.finished
 
     # -- life cycle --
 
     async def begin(self, now: float) -> None:
-        """Adopt the rollout recorded on the object, or start a new one."""
-        for _ in range(MAX_CONFLICT_RETRIES):
-            try:
-                await self._begin(now)
-                return
-            except ConflictError:
-                self._log.warning("write_conflict", retrying=True)
-            except (RouterError, WeightError) as exc:
-                await self._fail(str(exc), now)
-                return
-        await self._fail("the object kept changing under every write; giving up", now)
+        """Adopt the rollout recorded on the object, or start a new one (a new leader, or the
+        first look: an earlier error is forgotten, the object is read again)."""
+        self.error = None
+        await self._guarded(self._begin, now)
 
-    async def _begin(self, now: float) -> None:
-        """One attempt of begin: a ConflictError means read again and retry."""
+    async def _guarded(self, attempt: Callable[[float], Awaitable[object]], now: float) -> None:
+        """Run ``attempt`` again on a conflict (the object is re-read each time); a transient
+        failure degrades the rule, any other ends it; success ends an outage."""
+        try:
+            for _ in range(MAX_CONFLICT_RETRIES):
+                try:
+                    await attempt(now)
+                    break
+                except ConflictError:
+                    self._log.warning("write_conflict", retrying=True)
+            else:
+                raise TransientRouterError("the object kept changing under every write")
+        except NotLeaderError as exc:
+            # No write, no notification: the new leader reads the object and decides.
+            self._log.warning("write_dropped_not_leader", error=str(exc))
+            return
+        except TransientRouterError as exc:
+            await self._degrade(str(exc), now)
+            return
+        except (RouterError, WeightError) as exc:
+            await self._fail(str(exc), now)
+            return
+        if self.backoff.outage is not None:
+            await self._recovered(now)
+
+    async def _begin(self, now: float) -> bool:
+        """One attempt of begin: a ConflictError means read again and retry. True when a
+        live rollout was adopted (not started, not finished)."""
         obj = await self.router.read()
         raw = obj.annotations.get(annotation_key(self.name))
         previous = self._parse_state(raw) if raw else None
@@ -140,16 +187,54 @@ class RolloutController:
                 interval = self.spec.analysis.interval
                 looks = math.floor((now - previous.step_started_at) / interval) + 1
                 self.next_judgment_at = previous.step_started_at + max(1, looks) * interval
-            return
+            return not previous.finished
         if previous is not None:
             self._log.info(
                 "rollout_superseded", old_revision=previous.revision, revision=self.revision
             )
-        state, actions = machine.start(self.name, self.revision, self.spec.steps, obj.targets, now)
+        why = ""
+        if previous is None and self.state is not None and not self.state.finished:
+            # Our state was on the object and is gone: deleted and recreated (or edited away).
+            self._log.warning("rollout_state_lost", step=self.state.step, restarting=True)
+            why = f"{self.router.describe} no longer holds the rollout's state (recreated?)"
+        state, actions = machine.start(
+            self.name, self.revision, self.spec.steps, obj.targets, now, why
+        )
         self.steps.clear()
         self._reset_windows(state)
         self.next_judgment_at = now + self.spec.analysis.interval
         await self._apply(obj, state, actions, {})
+        return False
+
+    async def _resume(self, now: float) -> None:
+        """After an outage: read the object and its state again, and judge at once if the
+        rollout goes on, so that the outage ends only when what failed works again (a
+        write, not just a read)."""
+        if await self._begin(now):
+            await self._judge(now)
+
+    def take_over(self, old: RolloutController) -> None:
+        """Succeed ``old``, this rule before a reload: of the same rollout (revision), keep
+        its state, judgment grid and the evidence its windows hold (the log is not read twice:
+        records are skipped by offset) when they collect what this rule reads; ``old`` stops
+        acting."""
+        old.retired = True
+        if old.revision != self.revision:
+            return
+        a, b = old.steps, self.steps
+        if (a.baseline, a.canary, a.raw_limit, a.warmup) == (
+            b.baseline,
+            b.canary,
+            b.raw_limit,
+            b.warmup,
+        ) and set(b.metrics) <= set(a.metrics):
+            self.steps = a
+        else:
+            self._log.warning("reload_evidence_restarts", reason="windows collect other metrics")
+        self.state, self.next_judgment_at = old.state, old.next_judgment_at
+        self._last_seen_version = old._last_seen_version
+        self.announced = list(old.announced)
+        self.judgments = old.judgments
 
     def fold(self, cols: Columns, rows: IntArray) -> None:
         if self.active:
@@ -159,71 +244,66 @@ class RolloutController:
         return self.active and self.next_judgment_at is not None and now >= self.next_judgment_at
 
     async def tick(self, now: float) -> None:
-        """Judge once if a judgment is due at ``now``."""
+        """Judge once if a judgment is due at ``now`` (in an outage: try the API again)."""
         if not self.due(now):
             return
         assert self.next_judgment_at is not None
         self.next_judgment_at += self.spec.analysis.interval
         if self.next_judgment_at <= now:  # skip judgments missed during a gap, but not this one
             self.next_judgment_at = now + self.spec.analysis.interval
-        try:
-            await self._judge(now)
-        except (RouterError, WeightError) as exc:
-            await self._fail(str(exc), now)
+        await self._guarded(self._resume if self.backoff.outage else self._judge, now)
 
     async def command(self, command: Command, now: float, reason: str) -> None:
         if self.state is None:
             return
-        for _ in range(MAX_CONFLICT_RETRIES):
+
+        async def attempt(at: float) -> None:
+            assert self.state is not None
             obj = await self.router.read()
-            state, actions = machine.on_command(self.state, command, now, reason)
-            try:
-                await self._apply(obj, state, actions, {})
-                return
-            except ConflictError:
-                continue
-        await self._fail("the object kept changing under the override; giving up", now)
+            state, actions = machine.on_command(self.state, command, at, reason)
+            await self._apply(obj, state, actions, {})
+
+        await self._guarded(attempt, now)
 
     # -- internals --
 
     async def _judge(self, now: float) -> None:
+        """One judgment attempt: a ConflictError means read again and judge again."""
         assert self.state is not None and self.windows is not None
-        for _ in range(MAX_CONFLICT_RETRIES):
-            obj = await self.router.read()
-            if await self._react(obj, now):
-                return
-            if self.state.phase != "Progressing":
-                return
-            guarded = warmup_verdict(self.spec, self.windows, now)
-            verdict = guarded or judge(
-                self.spec.checks, self.spec.analysis, await self._evidence(now)
-            )
-            self.last_verdict = verdict
-            for r in verdict.checks:
-                self.judgments[(r.name, r.status)] += 1
-            if self.on_judgment is not None:
-                self.on_judgment(self, now, verdict)
-            if guarded is not None:
-                state, actions = machine.on_warmup_guard(self.state, verdict, now)
-            else:
-                state, actions = machine.on_verdict(self.state, verdict, self.spec.analysis, now)
-            refusal = data_quality_refusal(
-                actions, self.windows, self.spec.analysis, self.spec.model
-            ) or await self._ask_gates(obj, state, actions)
-            if refusal is not None:
-                if refusal != self._gate_refusal:  # say it once, not every interval
-                    self._gate_refusal = refusal
-                    state, actions = machine.hold(self.state, now, refusal)
-                    await self._try_apply(obj, state, actions, {})
-                return
-            self._gate_refusal = None
-            try:
-                await self._apply(obj, state, actions, {})
-                return
-            except ConflictError:
-                self._log.warning("write_conflict", retrying=True)
-                continue
-        await self._fail("the object kept changing under every write; giving up", now)
+        obj = await self.router.read()
+        if await self._react(obj, now):
+            return
+        if self.state.phase != "Progressing":
+            return
+        guarded = warmup_verdict(self.spec, self.windows, now)
+        verdict = guarded or judge(self.spec.checks, self.spec.analysis, await self._evidence(now))
+        self.last_verdict = verdict
+        for r in verdict.checks:
+            self.judgments[(r.name, r.status)] += 1
+        if self.on_judgment is not None:
+            self.on_judgment(self, now, verdict)
+        if guarded is not None:
+            state, actions = machine.on_warmup_guard(self.state, verdict, now)
+        else:
+            state, actions = machine.on_verdict(self.state, verdict, self.spec.analysis, now)
+        refusal = data_quality_refusal(
+            actions, self.windows, self.spec.analysis, self.spec.model
+        ) or await gates_refusal(
+            self.gates,
+            self.announcer,
+            obj,
+            state,
+            actions,
+            targets_after(state, actions, self.spec, self.limits),
+        )
+        if refusal is not None:
+            if refusal != self._gate_refusal:  # say it once, not every interval
+                self._gate_refusal = refusal
+                state, actions = machine.hold(self.state, now, refusal)
+                await self._try_apply(obj, state, actions, {})
+            return
+        self._gate_refusal = None
+        await self._apply(obj, state, actions, {})
 
     async def _react(self, obj: RoutedObject, now: float) -> bool:
         """Humans first: a command annotation, or weights someone else changed (a pause).
@@ -256,15 +336,19 @@ class RolloutController:
 
     async def on_object_change(self, obj: RoutedObject, now: float) -> None:
         """A watch event: react to human edits and commands at once, not at the next look."""
-        if self.state is None or self.state.finished or self.error is not None:
+        if self.state is None or self.state.finished or self.error is not None or self.retired:
             return
         if obj.version == self._last_seen_version:
             return
         self._last_seen_version = obj.version
-        try:
-            await self._react(obj, now)
-        except (RouterError, WeightError) as exc:
-            await self._fail(str(exc), now)
+        if self.backoff.outage is not None:
+            await self._guarded(self._resume, now)  # the API answers again: resume at once
+            return
+
+        async def react(at: float) -> None:
+            await self._react(obj, at)
+
+        await self._guarded(react, now)
 
     async def _evidence(self, now: float) -> Evidence:
         """The rollout's evidence so far: the windows of every step (access-log checks pool
@@ -282,53 +366,6 @@ class RolloutController:
     def unattributed(self) -> Counter[str]:
         """Lines of the rule's model over the rollout's steps that no group claims."""
         return self.steps.unattributed()
-
-    async def _ask_gates(
-        self, obj: RoutedObject, state: RolloutState, actions: list[RolloutAction]
-    ) -> str | None:
-        """None when every gate for this transition says yes, else why not."""
-        kinds: dict[str, GateKind] = {"advance": "confirm-step", "promote": "confirm-promotion"}
-        for action in actions:
-            if not isinstance(action, Announce) or action.decision.action not in kinds:
-                continue
-            kind = kinds[action.decision.action]
-            gates = [g for g in self.gates if g.kind == kind]
-            if not gates:
-                return None
-            pending = self._notification(
-                obj, state, action.decision, targets_after(state, actions, self.spec, self.limits)
-            )
-            for gate in gates:
-                answer = await gate.confirm(pending)
-                if not answer.open:
-                    self._log.warning(
-                        "gate_closed", gate=gate.name, kind=kind, reason=answer.reason
-                    )
-                    return answer.reason
-        return None
-
-    def _notification(
-        self,
-        obj: RoutedObject | None,
-        state: RolloutState | None,
-        decision: Decision,
-        targets: tuple[Target, ...] | None,
-    ) -> Notification:
-        """The notification of ``decision``; without an object (an error before or while
-        reading it) the weights are unknown and left empty."""
-        before = tuple(obj.targets) if obj is not None else ()
-        return Notification(
-            rule=self.name,
-            revision=self.revision,
-            object=self.router.describe,
-            model=self.spec.model,
-            steps=tuple(self.spec.steps),
-            phase=state.phase if state is not None else "Error",
-            decision=decision,
-            weights_before=before,
-            weights_after=targets if targets is not None else before,
-            dry_run=self.dry_run,
-        )
 
     async def _try_apply(
         self,
@@ -369,7 +406,7 @@ class RolloutController:
             self._reset_windows(state)
         for action in actions:
             if isinstance(action, Announce):
-                notification = self._notification(obj, state, action.decision, targets)
+                notification = self.announcer.notification(obj, state, action.decision, targets)
                 self.announced.append(notification)
                 await self.notifier.notify(notification)
 
@@ -385,12 +422,34 @@ class RolloutController:
 
     async def _fail(self, message: str, now: float) -> None:
         """Stop acting on this rule and tell people: a rollout that cannot act is an incident."""
+        self.backoff.recovered()
         self.error = message
         self._log.error("rollout_error", error=message)
-        step = self.state.step if self.state else 0
-        percent = self.state.canary_percent if self.state else 0
-        decision = Decision(now, "error", message, step, percent)
-        await self.notifier.notify(self._notification(None, self.state, decision, None))
+        await self.notifier.notify(self.announcer.notice(self.state, "error", message, now))
+
+    async def _degrade(self, message: str, now: float) -> None:
+        """Wait for the API: retry with backoff; tell people once if it lasts."""
+        announce = self.backoff.failed(now, message)
+        outage = self.backoff.outage
+        assert outage is not None
+        self.next_judgment_at = outage.retry_at
+        self._log.warning(
+            "rollout_degraded",
+            error=message,
+            attempt=outage.attempts,
+            retry_in=round(outage.retry_at - now, 1),
+        )
+        if announce:
+            message = f"{message}; retrying for {now - outage.since:.0f}s, the step is kept"
+            await self.notifier.notify(self.announcer.notice(self.state, "degraded", message, now))
+
+    async def _recovered(self, now: float) -> None:
+        outage = self.backoff.recovered()
+        assert outage is not None
+        self._log.info("rollout_recovered", after=round(now - outage.since, 1))
+        if outage.announced:
+            message = f"the API answers again after {now - outage.since:.0f}s"
+            await self.notifier.notify(self.announcer.notice(self.state, "recovered", message, now))
 
     async def aclose(self, timeout: float) -> None:
         """Flush notifications (bounded) and close gates."""

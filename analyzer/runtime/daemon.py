@@ -35,7 +35,7 @@ from analyzer.runtime.http import serve as serve_http
 from analyzer.runtime.leader import KubeLeaseStore, LeaderElector
 from analyzer.runtime.reload import RuleDirectory
 from analyzer.runtime.summary import summarize
-from analyzer.runtime.supervisor import Supervisor
+from analyzer.runtime.supervisor import Heartbeats, Supervisor
 from analyzer.runtime.wiring import build_controllers, swap_controllers
 from analyzer.sources.kafka import KafkaSource
 from analyzer.sources.kafkasettings import KafkaSettings
@@ -79,10 +79,12 @@ class Daemon:
         self.reporter = reporter
         self.stop = asyncio.Event()
         self.supervisor = Supervisor(self.stop)
+        self.heartbeats = Heartbeats()
         self.api: ApiClient | None = None
         self.queues: list[DeliveryQueue] = []
         self.controllers: list[RolloutController] = []
         self.is_leader: Callable[[], bool] = lambda: True  # one replica, files: always leads
+        self._watch_stops: dict[int, asyncio.Event] = {}
 
     async def run(self) -> list[dict[str, Any]]:
         """Until SIGINT/SIGTERM (or a task that keeps crashing); the rollouts' summary."""
@@ -101,7 +103,7 @@ class Daemon:
     async def _run(self) -> list[dict[str, Any]]:
         s = self.settings
         self.controllers = build_controllers(
-            s.rules, s.dry_run, self.reporter, self.api, self.queues
+            s.rules, s.dry_run, self.reporter, self.api, self.queues, self._leads
         )
         for c in self.controllers:
             try:
@@ -125,7 +127,8 @@ class Daemon:
             await source.start(since=time.time() - IDLE_LOOKBACK, must_rewind=False)
         for c in self.controllers:
             self.supervisor.spawn(f"watch-{c.name}", self._watcher(c, engine))
-        self.supervisor.spawn("kafka-ingest", lambda: source.run(self.stop))
+        ingest_beat = self.heartbeats.beater("kafka-ingest")
+        self.supervisor.spawn("kafka-ingest", lambda: source.run(self.stop, beat=ingest_beat))
         rule_dir = RuleDirectory(s.rule_paths) if s.rule_paths else None
         if rule_dir is not None:
             rule_dir.poll()
@@ -134,6 +137,8 @@ class Daemon:
             await self._loop(engine, source, rule_dir)
         finally:
             # SIGTERM: no new decisions, in-flight ones finish (10 s), notifications flush (10 s).
+            for stop in self._watch_stops.values():
+                stop.set()
             await self.supervisor.shutdown(timeout=10)
             await source.stop()
             await engine.close()
@@ -154,6 +159,10 @@ class Daemon:
             )
         return summary
 
+    def _leads(self) -> bool:
+        """Asked before every write: bound late, the elector comes after the controllers."""
+        return self.is_leader()
+
     async def _elect(self) -> None:
         if self.api is None:
             return
@@ -172,13 +181,15 @@ class Daemon:
         return min(starts) if starts else None
 
     def _watcher(self, c: RolloutController, engine: Engine) -> Callable[[], Awaitable[None]]:
-        """The watch loop of one routed object; only the leader reacts (followers never write)."""
+        """The watch loop of one routed object; only the leader reacts (followers never write).
+        It ends with the daemon, or when a reload replaces the controller."""
+        stop = self._watch_stops.setdefault(id(c), asyncio.Event())
 
         async def changed(obj: RoutedObject) -> None:
-            if self.is_leader():
+            if self.is_leader() and not c.retired:
                 await c.on_object_change(obj, engine.now or time.time())
 
-        return lambda: c.router.watch(changed, self.stop)
+        return lambda: c.router.watch(changed, stop)
 
     async def _serve(
         self, engine: Engine, source: KafkaSource, rule_dir: RuleDirectory | None
@@ -193,11 +204,13 @@ class Daemon:
             self.is_leader,
             checks={
                 "kafka": source.not_ready,
+                # Names only: API error text stays in the logs and `status`.
                 "rollouts": lambda: (
-                    "; ".join(f"{c.name}: {c.error}" for c in self.controllers if c.error) or None
+                    ", ".join(f"{c.name} in error" for c in self.controllers if c.error) or None
                 ),
             },
             rule_errors=lambda: len(rule_dir.errors) if rule_dir is not None else 0,
+            stuck=self.heartbeats.stuck,
         )
         return await serve_http(make_app(observed), "0.0.0.0", self.settings.http_port)
 
@@ -206,8 +219,10 @@ class Daemon:
     ) -> None:
         leading = self.is_leader()
         next_reload = time.monotonic() + RELOAD_EVERY
+        beat = self.heartbeats.beater("main-loop")
         while not self.stop.is_set():
             await asyncio.sleep(1.0)
+            beat()
             self.reporter.flush(self.controllers)
             # Taking over: the windows were rebuilt from the steps' starts; read the log
             # again from there (records already folded are skipped by offset).
@@ -227,11 +242,15 @@ class Daemon:
     async def _reload(self, engine: Engine, rules: list[LoadedRule]) -> None:
         s = self.settings
         swapped, problems = swap_controllers(
-            self.controllers, rules, s.dry_run, self.reporter, self.api, self.queues
+            self.controllers, rules, s.dry_run, self.reporter, self.api, self.queues, self._leads
         )
         for problem in problems:  # that rule is left out; the others keep running
             log.error("rule_refused", problem=problem)
         fresh = [c for c in swapped if c not in self.controllers]
+        for old in self.controllers:
+            if old not in swapped:  # replaced or removed: it stops everything it owns
+                old.retired = True
+                self._watch_stops.pop(id(old), asyncio.Event()).set()
         await engine.set_controllers(swapped)
         self.controllers[:] = swapped
         for c in fresh:

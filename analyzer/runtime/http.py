@@ -1,5 +1,10 @@
 """The daemon's HTTP endpoints: /healthz (alive), /readyz (able to act), /metrics (Prometheus).
 
+/healthz fails only when a loop is really stuck (the kubelet then restarts the pod); /readyz
+fails while a probe says the daemon cannot act, and lists rules waiting for the API
+(degraded: retried by themselves) without failing; neither shows API error text, which the
+logs and ``canary-analyzer status`` carry.
+
 Metrics are collected at scrape time from the live objects (controllers, engine, Kafka source,
 delivery queues, leader elector), so nothing in the analysis path counts for them. Names follow
 Prometheus conventions (``canary_analyzer_`` prefix, ``_total`` counters, base units).
@@ -38,6 +43,8 @@ class Observed:
     """Readiness probes: name -> None when fine, else why not."""
     rule_errors: Callable[[], int] = lambda: 0
     """Problems found in the rule files last read (the last good rules keep running)."""
+    stuck: Callable[[], str | None] = lambda: None
+    """Liveness: why the process's loops are stuck, or None."""
 
 
 class DaemonCollector(Collector):
@@ -75,6 +82,11 @@ class DaemonCollector(Collector):
         step = GaugeMetricFamily(
             "canary_analyzer_canary_percent", "Canary share of the current step", labels=["rule"]
         )
+        degraded = GaugeMetricFamily(
+            "canary_analyzer_rollout_degraded",
+            "1 while a rule waits for the API (retrying by itself)",
+            labels=["rule"],
+        )
         decisions = CounterMetricFamily(
             "canary_analyzer_decisions", "Decisions by action", labels=["rule", "action"]
         )
@@ -84,6 +96,7 @@ class DaemonCollector(Collector):
             labels=["rule", "adapter"],
         )
         for c in o.controllers:
+            degraded.add_metric([c.name], 1.0 if c.degraded else 0.0)
             for adapter, n in sorted(c.unattributed.items()):
                 unattributed.add_metric([c.name, adapter], n)
             for (check, status), n in sorted(c.judgments.items()):
@@ -106,6 +119,7 @@ class DaemonCollector(Collector):
             for action, n in sorted(counted.items()):
                 decisions.add_metric([c.name, action], n)
         yield from (judgments, p_values, effects, weights, phase, step, decisions, unattributed)
+        yield degraded
         deliveries = CounterMetricFamily(
             "canary_analyzer_notifications",
             "Notifications by destination and outcome",
@@ -152,6 +166,9 @@ def make_app(observed: Observed) -> web.Application:
     registry.register(DaemonCollector(observed))
 
     async def healthz(_: web.Request) -> web.Response:
+        stuck = observed.stuck()
+        if stuck is not None:
+            return web.Response(text=f"stuck: {stuck}\n", status=503)
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
@@ -162,7 +179,11 @@ def make_app(observed: Observed) -> web.Application:
             problems["rules"] = "no rules loaded"
         if problems:
             return web.json_response({"ready": False, "problems": problems}, status=503)
-        return web.json_response({"ready": True, "leader": observed.is_leader()})
+        body: dict[str, object] = {"ready": True, "leader": observed.is_leader()}
+        waiting = sorted(c.name for c in observed.controllers if c.degraded)
+        if waiting:
+            body["degraded"] = waiting
+        return web.json_response(body)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(

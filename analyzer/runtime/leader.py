@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+import aiohttp
 import structlog
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 log = structlog.get_logger("analyzer.leader")
+LEASE_TIMEOUT = 5.0
+"""Seconds one Lease request may take: under the renew deadline, so a hung API server makes
+the leader step down in time instead of leaving the elector blocked."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,9 @@ class KubeLeaseStore:
 
     async def get(self) -> LeaseRecord | None:
         try:
-            lease = await self.coordination.read_namespaced_lease(self.name, self.namespace)
+            lease = await self.coordination.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=LEASE_TIMEOUT
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -93,7 +99,7 @@ class KubeLeaseStore:
     async def create(self, record: LeaseRecord) -> LeaseRecord:
         try:
             lease = await self.coordination.create_namespaced_lease(
-                self.namespace, self._body(record)
+                self.namespace, self._body(record), _request_timeout=LEASE_TIMEOUT
             )
         except ApiException as exc:
             if exc.status == 409:
@@ -104,7 +110,7 @@ class KubeLeaseStore:
     async def replace(self, record: LeaseRecord) -> LeaseRecord:
         try:
             lease = await self.coordination.replace_namespaced_lease(
-                self.name, self.namespace, self._body(record)
+                self.name, self.namespace, self._body(record), _request_timeout=LEASE_TIMEOUT
             )
         except ApiException as exc:
             if exc.status == 409:
@@ -174,7 +180,7 @@ class LeaderElector:
                     )
                 )
                 log.info("leader_acquired", identity=self.identity, previous=current.holder)
-        except (LeaseConflict, ApiException, OSError) as exc:
+        except (LeaseConflict, ApiException, OSError, aiohttp.ClientError) as exc:
             log.warning("lease_update_failed", identity=self.identity, error=type(exc).__name__)
             return self.is_leader()
         self._renewed_at = now

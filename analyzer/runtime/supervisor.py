@@ -68,3 +68,29 @@ class Supervisor:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+@dataclass
+class Heartbeats:
+    """When each long-running loop last went round. A loop silent for ``stall`` seconds is
+    stuck (every wait in it is bounded far below that), and /healthz says so, so that the
+    kubelet restarts the pod instead of leaving a zombie that holds the lease."""
+
+    stall: float = 120.0
+    clock: Callable[[], float] = time.monotonic
+    last: dict[str, float] = field(default_factory=dict)
+
+    def beat(self, name: str) -> None:
+        self.last[name] = self.clock()
+
+    def beater(self, name: str) -> Callable[[], None]:
+        self.beat(name)
+        return lambda: self.beat(name)
+
+    def stuck(self) -> str | None:
+        """Why the process is not alive (loops silent for too long), or None."""
+        now = self.clock()
+        silent = {n: now - t for n, t in self.last.items() if now - t > self.stall}
+        if not silent:
+            return None
+        return "; ".join(f"{n} silent for {s:.0f}s" for n, s in sorted(silent.items()))

@@ -10,7 +10,7 @@ Must not: print, exit, or start any loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from analyzer.notify.delivery import DeliveryQueue
 from analyzer.notify.factory import make_notifier
 from analyzer.routers.base import RouterError
 from analyzer.routers.factory import make_router
+from analyzer.routers.leading import LeaderOnlyRouter
 from analyzer.runtime.controller import JudgmentListener, RolloutController
 from analyzer.secrets import SecretError
 from analyzer.sources.metrics import make_metrics_source
@@ -45,11 +46,13 @@ def build_controllers(
     listener: JudgmentListener | None,
     api: ApiClient | None = None,
     queues: list[DeliveryQueue] | None = None,
+    is_leader: Callable[[], bool] = lambda: True,
 ) -> list[RolloutController]:
+    """``is_leader`` is asked before every write (routers/leading.py)."""
     out = []
     for loaded in rules:
         try:
-            router = make_router(loaded, dry_run, api)
+            router = LeaderOnlyRouter(make_router(loaded, dry_run, api), is_leader)
             notifier, rule_queues = make_notifier(
                 loaded.rule.spec, api if loaded.manifest_path is None else None
             )
@@ -80,6 +83,7 @@ def swap_controllers(
     listener: JudgmentListener | None,
     api: ApiClient | None,
     queues: list[DeliveryQueue],
+    is_leader: Callable[[], bool] = lambda: True,
 ) -> tuple[list[RolloutController], list[str]]:
     """Keep the controllers whose rule did not change, build the others; a rule that cannot
     be built is left out (the others keep running) and its problem returned."""
@@ -92,7 +96,12 @@ def swap_controllers(
             out.append(kept)
             continue
         try:
-            out.extend(build_controllers([loaded], dry_run, listener, api, queues))
+            [fresh] = build_controllers([loaded], dry_run, listener, api, queues, is_leader)
         except SetupError as exc:
             problems.extend(exc.lines)
+            continue
+        replaced = next((c for c in current if c.name == loaded.name), None)
+        if replaced is not None:
+            fresh.take_over(replaced)  # same revision: the rollout and its evidence go on
+        out.append(fresh)
     return out, problems

@@ -309,11 +309,18 @@ class KafkaSource:
             self.stats.errors += 1
             log.warning("kafka_commit_failed", error=type(exc).__name__)
 
-    async def run(self, stop: asyncio.Event, commit_every: float = 5.0) -> None:
-        """Consume until ``stop`` is set; broker errors are retried with backoff."""
+    async def run(
+        self,
+        stop: asyncio.Event,
+        commit_every: float = 5.0,
+        beat: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Consume until ``stop`` is set; broker errors are retried with backoff; ``beat``
+        is called every time round (the daemon's liveness)."""
         backoff = 0.5
         last_commit = time.monotonic()
         while not stop.is_set():
+            beat()
             try:
                 await self.poll_once()
                 backoff = 0.5

@@ -11,11 +11,13 @@ import httpx
 import pytest
 
 from analyzer.config import load_rules
+from analyzer.notify.base import NoopNotifier
 from analyzer.notify.factory import make_notifier
 from analyzer.routers.factory import make_router
 from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
 from analyzer.runtime.http import Observed, make_app, serve
+from analyzer.runtime.supervisor import Heartbeats
 from tests.conftest import fresh_demo
 from tests.servers.promserver import free_port
 
@@ -71,6 +73,42 @@ def test_endpoints_report_a_rollout(tmp_path: Path, simulated_log: Callable[...,
         in metrics
     )
     assert "canary_analyzer_check_p_value{" in metrics
+
+
+def test_liveness_fails_on_a_stuck_loop_and_readiness_names_waiting_rules(
+    tmp_path: Path,
+) -> None:
+    """/healthz was always ok; /readyz showed the API's raw error text."""
+    work = fresh_demo(tmp_path)
+    loaded = load_rules([work / "rule.yaml"])[0][0]
+    c = RolloutController(loaded, make_router(loaded), NoopNotifier())
+    c.backoff.failed(0.0, "InferenceModel x: API error 503: secret internals")
+    now = [0.0]
+    beats = Heartbeats(stall=120.0, clock=lambda: now[0])
+    beats.beat("kafka-ingest")
+    observed = Observed(Engine([c]), [c], stuck=beats.stuck)
+
+    async def go() -> list[tuple[int, str]]:
+        port = free_port()
+        runner = await serve(make_app(observed), "127.0.0.1", port)
+        seen = []
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                for at in (60.0, 200.0):
+                    now[0] = at
+                    for path in ("/healthz", "/readyz", "/metrics"):
+                        r = await http.get(path)
+                        seen.append((r.status_code, r.text))
+        finally:
+            await runner.cleanup()
+        return seen
+
+    alive, ready, metrics, dead, *_ = asyncio.run(go())
+    assert alive == (200, "ok\n")
+    assert ready[0] == 200 and '"degraded": ["lora-request-canary"]' in ready[1]
+    assert "secret internals" not in ready[1]
+    assert 'canary_analyzer_rollout_degraded{rule="lora-request-canary"} 1.0' in metrics[1]
+    assert dead == (503, "stuck: kafka-ingest silent for 200s\n")
 
 
 @pytest.mark.parametrize("path", ["/nope"])

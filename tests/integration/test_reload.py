@@ -6,13 +6,17 @@ import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from analyzer.analysis.judge import Verdict
 from analyzer.config import LoadedRule
 from analyzer.notify.base import NoopNotifier
+from analyzer.rollout.state import RolloutState, annotation_key
 from analyzer.routers.factory import make_router
 from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
 from analyzer.runtime.reload import RuleDirectory
+from analyzer.runtime.wiring import build_controllers, load_rule_files, swap_controllers
 from tests.conftest import DEMO, fresh_demo
 
 
@@ -95,3 +99,53 @@ def test_engine_swaps_rules_while_running(
     assert a.state is not None and a.state.phase == "Progressing"  # stopped where it was
     assert b.decisions[0].action == "start" and b.state is not None
     assert b.state.step > 0  # the new rule ran and advanced
+
+
+def test_a_reload_of_the_same_rollout_keeps_its_evidence_and_retires_the_old_controller(
+    tmp_path: Path, simulated_log: Callable[..., Path]
+) -> None:
+    """An edit that keeps the revision (maxStepDuration here) mid-step: before, the new
+    controller judged on post-reload events only (84/24 samples instead of 2,328/566) and the
+    replaced one, still watching, paused the rollout at the next weight change."""
+    lines = simulated_log(canary_ttft_factor=1.0).read_bytes().splitlines()
+
+    async def go(reload_at: int | None) -> tuple[list[tuple[float, str, int, int]], Any]:
+        work = fresh_demo(tmp_path / f"run-{reload_at}")
+        rule = work / "rule.yaml"
+        judged: list[tuple[float, str, int, int]] = []
+
+        def listen(c: RolloutController, now: float, verdict: Verdict) -> None:
+            ttft = next(r for r in verdict.checks if r.name == "ttft")
+            judged.append((now, verdict.status, ttft.n_baseline, ttft.n_canary))
+
+        controllers = build_controllers(load_rule_files([rule]), False, listen)
+        engine = Engine(controllers)
+        old = controllers[0]
+        for i, line in enumerate(lines):
+            if i == reload_at:
+                rule.write_text(
+                    rule.read_text().replace("maxStepDuration: 10m", "maxStepDuration: 11m")
+                )
+                swapped, problems = swap_controllers(
+                    controllers, load_rule_files([rule]), False, listen, None, []
+                )
+                assert problems == [] and swapped[0] is not old
+                await engine.set_controllers(swapped)
+                controllers = swapped
+                assert old.retired and not old.active
+            await engine.feed_lines([line])
+        await engine.finish()
+        c = controllers[0]
+        if c is not old:  # the new weights, seen by the replaced controller: it does nothing
+            said = len(old.decisions)
+            await old.on_object_change(await old.router.read(), engine.now or 0.0)
+            assert len(old.decisions) == said
+            assert c.state == RolloutState.loads(
+                (await old.router.read()).annotations[annotation_key(c.name)]
+            )
+        return judged, [(d.at, d.action) for d in c.decisions]
+
+    clean = asyncio.run(go(None))
+    reloaded = asyncio.run(go(len(lines) // 3))
+    assert reloaded == clean  # every judgment on the same evidence, the same decisions
+    assert clean[1][-1][1] == "promote"

@@ -5,7 +5,8 @@ resourceVersion; a write (PUT, or a PATCH carrying metadata.resourceVersion) com
 stale version gets 409 Conflict; merge-patch (RFC 7386) and JSON-patch (RFC 6902) semantics,
 lists replaced whole by merge patches; every object written is validated against the CRD's
 openAPIV3Schema and CEL rules (tests/servers/crd.py), 422 when invalid; discovery of served
-versions.
+versions. A fault layer in front (``inject``) answers chosen requests with an error status,
+a hang, or a connection reset, as a failing or overloaded API server would.
 Runs aiohttp in its own thread so the real kubernetes_asyncio client can talk to it.
 """
 
@@ -14,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonpatch
 from aiohttp import ClientConnectionResetError, web
@@ -54,6 +57,25 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
+@dataclass
+class Fault:
+    """What the next ``times`` requests whose path contains ``path`` (and whose method is
+    ``method``, when given) get instead of the emulator's answer."""
+
+    kind: Literal["status", "hang", "reset"]
+    times: int = 1
+    status: int = 500
+    seconds: float = 60.0
+    path: str = "/apis/"
+    method: str | None = None
+
+    def matches(self, request: web.Request) -> bool:
+        return self.path in request.path and self.method in (None, request.method)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 class KubeApi(ThreadedServer):
     def __init__(self, crd_dir: Path = CRD_DIR) -> None:
         self.resources: dict[tuple[str, str], tuple[str, str]] = {}  # (group, plural)->(kind,..)
@@ -76,7 +98,59 @@ class KubeApi(ThreadedServer):
         self.watches = 0
         self.events: list[dict[str, Any]] = []
         self.before_write: Callable[[Key], None] | None = None
+        self.faults: list[Fault] = []
+        self.faulted: list[tuple[str, str, str]] = []
+        """(kind, method, path) of every request a fault answered."""
+        self._fault_lock = threading.Lock()
         super().__init__()
+
+    # -- faults --
+
+    def inject(self, *faults: Fault) -> None:
+        """Queue faults; each answers requests it matches until its ``times`` are used."""
+        with self._fault_lock:
+            self.faults.extend(faults)
+
+    def heal(self) -> None:
+        """Drop every fault still queued."""
+        with self._fault_lock:
+            self.faults.clear()
+
+    def _take_fault(self, request: web.Request) -> Fault | None:
+        with self._fault_lock:
+            for fault in self.faults:
+                if fault.matches(request):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+                    self.faulted.append((fault.kind, request.method, request.path))
+                    return fault
+        return None
+
+    @web.middleware
+    async def _fault_layer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        fault = self._take_fault(request)
+        if fault is None:
+            return await handler(request)
+        if fault.kind == "status":
+            return _status(fault.status, "InternalError", f"injected fault {fault.status}")
+        if fault.kind == "hang":
+            await asyncio.sleep(fault.seconds)  # the client's timeout should end it first
+            return await handler(request)
+        assert request.transport is not None
+        request.transport.abort()  # a connection reset, mid-request
+        return web.Response(status=500)
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str = "default") -> None:
+        """Delete an object as an admin would (kubectl delete)."""
+        group, version = api_version.split("/")
+        for key, obj in list(self.objects.items()):
+            if key[:3] == (group, version, namespace) and key[4] == name and obj["kind"] == kind:
+                del self.objects[key]
+                self.rv += 1
+                self.changelog.append((self.rv, "DELETED", key, copy.deepcopy(obj)))
+                return
+        raise KeyError(name)
 
     # -- direct access for tests --
 
@@ -290,7 +364,7 @@ class KubeApi(ThreadedServer):
         return web.json_response(body, status=201)
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._fault_layer])
         lease = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         app.router.add_post(lease, self._leases)
         app.router.add_route("*", lease + "/{name}", self._leases)
