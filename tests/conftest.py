@@ -1,16 +1,18 @@
-"""Shared fixtures: fresh copies of the bundled demo, and closed-loop simulated access logs."""
+"""Shared fixtures: fresh copies of the bundled demo, closed-loop simulated access logs, and
+the whole system around the daemon (tests/servers/world.py)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from analyzer.cli import main
+from tests.servers.world import World, open_world
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "analyzer" / "demo"
@@ -61,3 +63,10 @@ def replay(rule: Path, events: Path, *extra: str, capsys: pytest.CaptureFixture[
     doc = json.loads(out)
     doc["exit_code"] = code
     return doc
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> Iterator[World]:
+    """A broker, Prometheus, the API emulator and a webhook receiver, for one test."""
+    with open_world(tmp_path) as w:
+        yield w

@@ -49,7 +49,12 @@ Severity = Literal["info", "warn", "error"]
 class _Destination(RuleModel):
     severity: Severity = Field(default="info", description="the least severe decision to send")
     timeout: Duration = 5.0
-    max_attempts: int = Field(default=5, ge=1, le=20)
+    retry_for: Duration = Field(
+        default=3600.0, ge=0, le=86400, description="how long a notification is retried"
+    )
+    max_attempts: int | None = Field(
+        default=None, ge=1, le=1000, description="also give up after this many tries"
+    )
     queue_size: int = Field(default=1000, ge=1, le=100_000)
 
 

@@ -43,6 +43,7 @@ def make_notifier(
             _transport(d),
             severity=d.severity,
             max_attempts=d.max_attempts,
+            retry_for=d.retry_for,
             queue_size=d.queue_size,
         )
         for d in spec.notify

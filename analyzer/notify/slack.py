@@ -21,7 +21,7 @@ import orjson
 from analyzer.analysis.checks import deciding_p
 from analyzer.notify.base import Notification
 from analyzer.notify.delivery import DeliveryError
-from analyzer.notify.http import post_json
+from analyzer.notify.http import post_json_once
 
 HEADER_MAX = 150
 TEXT_MAX = 3000
@@ -164,7 +164,7 @@ class SlackWebhookTransport:
 
     async def send(self, notification: Notification) -> None:
         body = orjson.dumps(render(notification))
-        await post_json(self.client, self.url, body, {})
+        await post_json_once(self.client, self.url, body, {})
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -188,7 +188,7 @@ class SlackBotTransport:
             message["thread_ts"] = thread
             if notification.decision.action in _BROADCAST:
                 message["reply_broadcast"] = True
-        response = await post_json(
+        response = await post_json_once(
             self.client,
             self.endpoint,
             orjson.dumps(message),

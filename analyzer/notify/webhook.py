@@ -63,6 +63,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "v1=" + mac.hexdigest()
 
 
+MAX_TIMEOUT = 60.0
 VERIFY_TOLERANCE = 300.0
 """Seconds a signed request stays acceptable: older (or as far ahead) is a replay."""
 
@@ -107,12 +108,21 @@ class WebhookTransport:
         self.url = url
         self.secret = secret
         self.clock = clock
+        self.timeout = timeout
         self.client = httpx.AsyncClient(timeout=timeout)
+        self._tries: dict[str, int] = {}
 
     async def send(self, notification: Notification) -> None:
+        """One attempt; each retry of a notification waits twice as long for the answer (up to
+        MAX_TIMEOUT), so a receiver slower than ``timeout`` still takes it once, not every
+        time (retries carry the same Idempotency-Key)."""
         body = orjson.dumps(payload(notification))
         headers = signed_headers(self.secret, body, notification.key, self.clock)
-        await post_json(self.client, self.url, body, headers)
+        tries = self._tries.get(notification.key, 0)
+        timeout = max(self.timeout, min(MAX_TIMEOUT, self.timeout * 2.0**tries))
+        self._tries[notification.key] = tries + 1
+        await post_json(self.client, self.url, body, headers, timeout)
+        self._tries.pop(notification.key, None)
 
     async def aclose(self) -> None:
         await self.client.aclose()

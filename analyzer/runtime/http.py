@@ -132,6 +132,7 @@ class DaemonCollector(Collector):
                 ("failed", s.failed),
                 ("dropped", s.dropped),
                 ("retried", s.retries),
+                ("unconfirmed", s.unconfirmed),
             ):
                 deliveries.add_metric([q.name, outcome], n)
         yield deliveries

@@ -9,8 +9,6 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,19 +26,12 @@ from tests.servers.world import (
     gateway,
     get_object,
     inference_model,
-    open_world,
     rollout_state,
     rule_text,
     start_world_daemon,
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def world(tmp_path: Path) -> Iterator[World]:
-    with open_world(tmp_path) as w:
-        yield w
 
 
 def test_healthy_canary_promotes_and_slow_canary_rolls_back(world: World) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,19 +20,12 @@ from tests.servers.world import (
     World,
     gateway,
     inference_model,
-    open_world,
     rollout_state,
     rule_text,
     start_world_daemon,
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def world(tmp_path: Path) -> Iterator[World]:
-    with open_world(tmp_path) as w:
-        yield w
 
 
 def test_resets_and_500s_mid_rollout_are_outlasted(world: World) -> None:
