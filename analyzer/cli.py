@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--http-port", type=int, default=8080, help="/healthz /readyz /metrics; 0: off"
     )
+    run.add_argument(
+        "--http-host",
+        default="0.0.0.0",
+        help="address the endpoints listen on (127.0.0.1: this host only)",
+    )
     run.add_argument("--lease-namespace", help="default: $POD_NAMESPACE, else default")
     run.add_argument(
         "--kafka",

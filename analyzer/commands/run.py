@@ -183,6 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 args.http_port,
                 [Path(p) for p in rule_paths],
                 args.max_event_skew,
+                args.http_host,
             ),
             ProgressListener(Progress(sys.stdout)),
         )

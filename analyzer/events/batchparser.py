@@ -34,7 +34,14 @@ import numpy.typing as npt
 
 from analyzer.events.columns import Columns, FloatArray, IntArray, Labels
 from analyzer.events.lineparser import EventParser
-from analyzer.events.units import EPOCH_DIVISOR, MAX_EPOCH, MIN_EPOCH, UNIT_DIVISOR, named
+from analyzer.events.units import (
+    EPOCH_DIVISOR,
+    MAX_EPOCH,
+    MAX_LATENCY,
+    MIN_EPOCH,
+    UNIT_DIVISOR,
+    named,
+)
 
 CHUNK = 1024
 MODEL_FIRST_BELOW = 0.5
@@ -227,7 +234,9 @@ class BatchParser:
         )
         with np.errstate(invalid="ignore"):
             ok = (ts >= MIN_EPOCH) & (ts <= MAX_EPOCH)
-            for arr in (ttft, duration, prompt, completion):
+            for arr in (ttft, duration):  # the per-line parser says out_of_range (or not)
+                ok &= np.isnan(arr) | ((arr > 0) & (arr <= MAX_LATENCY))
+            for arr in (prompt, completion):
                 ok &= np.isnan(arr) | (arr >= 0)
             for arr in (prompt, completion):
                 ok &= np.isnan(arr) | (arr == np.floor(arr))

@@ -23,6 +23,7 @@ from analyzer.events.columns import Columns
 from analyzer.events.units import (
     EPOCH_DIVISOR,
     MAX_EPOCH,
+    MAX_LATENCY,
     MIN_EPOCH,
     UNIT_DIVISOR,
     UNSET,
@@ -226,12 +227,17 @@ class EventParser:
             raise Rejected(f"negative_value.{name}")
         return num
 
-    def _latency(self, obj: dict[str, Any], name: str) -> float | None:
+    def _latency(self, obj: dict[str, Any], name: str, is_error: bool) -> float | None:
         num = self._non_negative(obj, name)
         if num is None:
             return None
         unit = self._fields[name][0].unit or "s"
-        return num / UNIT_DIVISOR[unit]
+        seconds = num / UNIT_DIVISOR[unit]
+        if seconds == 0 and is_error:
+            return None  # a failed request that never got that far
+        if not 0 < seconds <= MAX_LATENCY:
+            raise Rejected(f"out_of_range.{name}")
+        return seconds
 
     def _count(self, obj: dict[str, Any], name: str) -> int | None:
         num = self._non_negative(obj, name)
@@ -261,16 +267,17 @@ class EventParser:
                 raise Rejected("wrong_type.status")
             status = int(num)
         finish = self._text(obj, "finish_reason", False)
+        is_error = self.is_error(status, finish)
         return AccessEvent(
             timestamp=ts,
             model=model,
             target=target,
             status=status,
-            ttft=self._latency(obj, "ttft"),
-            duration=self._latency(obj, "duration"),
+            ttft=self._latency(obj, "ttft", is_error),
+            duration=self._latency(obj, "duration", is_error),
             prompt_tokens=self._count(obj, "prompt_tokens"),
             completion_tokens=self._count(obj, "completion_tokens"),
             finish_reason=finish,
             request_id=self._text(obj, "request_id", False),
-            is_error=self.is_error(status, finish),
+            is_error=is_error,
         )

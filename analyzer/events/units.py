@@ -16,6 +16,11 @@ EPOCH_DIVISOR = {"epoch_s": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1
 # Accept event times between 2001 and 2286: anything else is a unit mistake, not a request.
 MIN_EPOCH, MAX_EPOCH = 1e9, 1e10
 
+MAX_LATENCY = 3600.0
+"""Seconds. A TTFT or request duration above an hour is a unit mistake or garbage (1e300 ms),
+and one of zero on a successful request is not a measurement: either is rejected
+(``out_of_range.<metric>``), never a sample. Zero on an error line is taken as unmeasured."""
+
 UNSET = "-"
 """What Envoy's ``json_format`` writes for a value it does not have (a 503 ``UF`` line has
 ``"response_duration":"-"``): missing, like null, never a malformed line."""

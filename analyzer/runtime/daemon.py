@@ -71,6 +71,7 @@ class DaemonSettings:
     """Rule files re-read every few seconds (hot reload); empty: the rules never change."""
     max_skew: float = DEFAULT_MAX_SKEW
     """Event times this far off the wall or the event clock are rejected (events/skew.py)."""
+    http_host: str = "0.0.0.0"
 
 
 class Daemon:
@@ -212,7 +213,9 @@ class Daemon:
             rule_errors=lambda: len(rule_dir.errors) if rule_dir is not None else 0,
             stuck=self.heartbeats.stuck,
         )
-        return await serve_http(make_app(observed), "0.0.0.0", self.settings.http_port)
+        return await serve_http(
+            make_app(observed), self.settings.http_host, self.settings.http_port
+        )
 
     async def _loop(
         self, engine: Engine, source: KafkaSource, rule_dir: RuleDirectory | None

@@ -43,6 +43,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from analyzer.errors import SetupError
 from analyzer.events.access import ParseStats
 from analyzer.events.columns import Columns, IntArray
 from analyzer.events.ruleset import RuleSetParser
@@ -140,15 +141,7 @@ class KafkaSource:
         ``must_rewind``, a topic with no partitions to assign yet is not an error: reading
         starts where the group left off, or at the beginning, once they appear."""
         s = self.settings
-        self.consumer = AIOKafkaConsumer(
-            *s.topics,
-            group_id=s.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-            **s.client_options(),
-        )
-        await self.consumer.start()
+        await self._connect()
         await self.dead_letters.start()
         if self.pool is not None:
             await self.pool.start(self.engine.parser)
@@ -161,6 +154,41 @@ class KafkaSource:
                 log.warning("kafka_rewind_skipped", since=since, reason="no partitions assigned")
                 return
             await self.rewind(since)
+
+    async def _connect(self) -> None:
+        """Start the consumer, retrying an unreachable broker with backoff for
+        ``connect_timeout`` seconds; then a SetupError that names the setting to check."""
+        s = self.settings
+        deadline = time.monotonic() + s.connect_timeout
+        delay = 0.5
+        while True:
+            consumer = AIOKafkaConsumer(
+                *s.topics,
+                group_id=s.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_partition_fetch_bytes=16 * 1024 * 1024,
+                **s.client_options(),
+            )
+            try:
+                await consumer.start()
+            except KafkaError as exc:
+                await consumer.stop()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SetupError(
+                        [
+                            f"kafka: cannot reach {s.bootstrap_servers} "
+                            f"({type(exc).__name__}) after {s.connect_timeout:g} s; check "
+                            "CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS and that the broker is up"
+                        ]
+                    ) from None
+                log.warning("kafka_unreachable", error=type(exc).__name__, retry_in=delay)
+                await asyncio.sleep(min(delay, left))
+                delay = min(10.0, delay * 2)
+                continue
+            self.consumer = consumer
+            return
 
     def not_ready(self) -> str | None:
         """Why the source cannot feed the rollouts yet (readiness), or None."""

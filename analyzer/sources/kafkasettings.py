@@ -34,6 +34,9 @@ class KafkaSettings:
     """How long ``start(since=...)`` waits for the group to assign partitions."""
     parse_process: Literal["auto", "on", "off"] = "auto"
     """Parse in a second process: "auto" does when this process may use two CPUs or more."""
+    connect_timeout: float = 60.0
+    """How long the start retries a broker it cannot reach before giving up (a pod started
+    with its broker, or during a broker restart, waits for it)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> KafkaSettings:
@@ -66,6 +69,7 @@ class KafkaSettings:
             ssl_cafile=get("SSL_CAFILE"),
             dead_letter_topic=get("DEAD_LETTER_TOPIC"),
             parse_process=_parse_process(get("PARSE_PROCESS") or "auto"),
+            connect_timeout=_seconds(get("CONNECT_TIMEOUT") or "60", "CONNECT_TIMEOUT"),
         )
 
     @property
@@ -105,3 +109,13 @@ def _parse_process(value: str) -> Literal["auto", "on", "off"]:
     if value not in ("auto", "on", "off"):
         raise ValueError(f"CANARY_ANALYZER_KAFKA_PARSE_PROCESS is {value!r}: auto, on or off")
     return value  # type: ignore[return-value]
+
+
+def _seconds(value: str, name: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(f"CANARY_ANALYZER_KAFKA_{name} must be seconds (a number >= 0): {value!r}")
+    return seconds

@@ -6,7 +6,8 @@ collecting them is a third of its time); parsing a line costs about half as much
 second core, parsing there overlaps with consuming instead of adding to it. The lines travel as
 one buffer and their end offsets (no per-line pickling); the columns come back as numpy arrays.
 A lost worker costs nothing but speed: the batch is parsed in this process and a new worker is
-started for the next one.
+started for the next one. A worker whose daemon died (SIGKILL leaves it no time to stop the
+pool) notices within a second that it was orphaned, and exits.
 
 Must not: decide anything, or hold state other than one parser per rule set.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from itertools import pairwise
@@ -53,6 +56,17 @@ def parse_job(key: RuleSetKey, buffer: bytes, ends: npt.NDArray[np.int64]) -> Pa
     return cols, parser.rejected, parser.stats
 
 
+def exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """Worker initializer: exit once ``parent`` is no longer this process's parent."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(0)  # orphaned: nobody will collect our results
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> float:
     """CPUs this process may run on: its affinity, capped by a cgroup v2 quota (the container's
     CPU limit, which the affinity does not show)."""
@@ -80,7 +94,12 @@ class ParsePool:
         if self._executor is None:
             # spawn: the daemon has threads (the event loop's executor), which fork would copy
             # mid-flight.
-            self._executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._executor = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=exit_with_parent,
+                initargs=(os.getpid(),),
+            )
         return self._executor
 
     async def start(self, parser: RuleSetParser) -> None:

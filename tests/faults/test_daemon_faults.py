@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
 import httpx
 import pytest
 
+from analyzer.cli import main
+from tests.conftest import fresh_demo
 from tests.servers.kubeapi import Fault
 from tests.servers.promserver import free_port
 from tests.servers.world import (
@@ -60,6 +63,8 @@ def test_resets_and_500s_mid_rollout_are_outlasted(world: World) -> None:
                         break
                     except httpx.TransportError:
                         await asyncio.sleep(0.2)
+                with pytest.raises(httpx.ConnectError):  # --http-host 127.0.0.1: not elsewhere
+                    await http.get(f"http://127.0.0.2:{port}/healthz")
                 # The routed object's next 8 requests fail: 4 connection resets, then 4
                 # 500s; the retries back off from 1 s, so this lasts some 10-20 s.
                 w.api.inject(
@@ -94,3 +99,20 @@ def test_resets_and_500s_mid_rollout_are_outlasted(world: World) -> None:
     actions = [d["action"] for d in state["history"]]
     assert actions[0] == "start" and actions[-1] == "promote" and "error" not in actions
     assert b"rollout_degraded" in err and b"rollout_error" not in err
+
+
+def test_an_unreachable_broker_at_start_is_retried_then_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a traceback. Now: retried for CONNECT_TIMEOUT, then one line and exit 2."""
+    work = fresh_demo(tmp_path)
+    monkeypatch.setenv("CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("CANARY_ANALYZER_KAFKA_TOPICS", "logs")
+    monkeypatch.setenv("CANARY_ANALYZER_KAFKA_CONNECT_TIMEOUT", "1.5")
+    argv = ["run", "--kafka", "--rules", str(work / "rule.yaml"), "--http-port", "0"]
+    assert main(argv) == 2
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err + out.out
+    assert "kafka: cannot reach 127.0.0.1:" in out.err
+    assert "after 1.5 s; check CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS" in out.err
+    assert out.err.count("kafka_unreachable") >= 1  # retried before giving up

@@ -28,6 +28,8 @@ def start_daemon(
             str(kubeconfig),
             "--http-port",
             str(port),
+            "--http-host",
+            "127.0.0.1",  # loopback only, as a pod with a sidecar proxy would bind
         ],
         env={
             **os.environ,

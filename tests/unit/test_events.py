@@ -96,6 +96,9 @@ def test_timestamp_autodetect(value: object, expected: float) -> None:
         ),
         (_line(target_model=["a"]), "wrong_type.target"),
         (_line(response_duration=-1), "negative_value.ttft"),
+        (_line(response_duration=1e300), "out_of_range.ttft"),
+        (_line(response_duration=0), "out_of_range.ttft"),
+        (_line(duration=3_600_001), "out_of_range.duration"),
         (_line(duration="NaN"), "non_finite.duration"),
         (_line(duration="fast"), "wrong_type.duration"),
         (_line(start_time="yesterday"), "bad_timestamp"),
@@ -112,6 +115,13 @@ def test_malformed_lines_are_counted_by_reason(line: bytes, reason: str) -> None
     assert p.parse_line(line) is None
     assert p.stats.rejected_by_reason == {reason: 1}
     assert p.stats.accepted == 0
+
+
+def test_a_zero_latency_on_a_failed_request_is_unmeasured_not_rejected() -> None:
+    p = EventParser(EventsSpec(preset="envoy-json"), ["lora-request"])
+    e = p.parse_line(_line(response_code=503, response_duration=0, duration=0))
+    assert e is not None and e.is_error and e.ttft is None and e.duration is None
+    assert p.stats.accepted == 1 and p.stats.rejected == 0
 
 
 def test_other_models_are_ignored_not_rejected() -> None:
