@@ -129,6 +129,9 @@ class StepWindows:
     canary: GroupWindow = field(init=False)
     before_step: int = 0
     unrouted: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    """Lines no parser could read while this step ran, by reason (they carry no time or model
+    to be trusted, so they count against every running step)."""
     last_event_at: float | None = None
     watermarks: dict[Hashable, tuple[int, float]] = field(default_factory=dict)
     duplicates: int = 0
@@ -211,6 +214,15 @@ class StepWindows:
         )
         return lost / seen if seen else 0.0
 
+    def rejected_share(self) -> float:
+        """Share of the lines read during the step that could not be read at all."""
+        lost = sum(self.rejected.values())
+        seen = lost + sum(self.unrouted.values())
+        seen += sum(
+            g.requests for g in (self.baseline, self.canary, self.warm_baseline, self.warm_canary)
+        )
+        return lost / seen if seen else 0.0
+
     def warm_view(self) -> StepWindows:
         """The warm-up windows as a step of their own (for the warm-up guard)."""
         view = StepWindows(
@@ -233,6 +245,7 @@ class StepWindows:
         self.warm_canary.merge(other.warm_canary)
         self.before_step += other.before_step
         self.unrouted.update(other.unrouted)
+        self.rejected.update(other.rejected)
 
 
 def _named(cols: Columns, codes: npt.NDArray[np.integer[Any]]) -> dict[str, int]:

@@ -63,6 +63,13 @@ class AnalysisSpec(RuleModel):
         description="data-quality gate: when more than this share of the step's lines of the "
         "model name no adapter of either group, the rollout holds instead of advancing",
     )
+    max_rejected: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="data-quality gate: when more than this share of the lines read during "
+        "the step could not be read (rejected, by reason), the rollout holds instead of advancing",
+    )
     advance_on: Literal["no-harm", "non-inferiority"] = Field(
         default="no-harm",
         description="what lets an intermediate step advance: no harm shown with minSamples "

@@ -46,13 +46,22 @@ def data_quality_refusal(
     analysis: AnalysisSpec,
     model: str,
 ) -> str | None:
-    """Why the step may not advance on the data it read (too many lines of the model name no
-    adapter of either group), if it may not; None when it may, or when it is not moving."""
+    """Why the step may not advance on the data it read (too many lines that could not be
+    read, or of the model naming no adapter of either group), if it may not; None when it may,
+    or when it is not moving."""
     moving = any(
         isinstance(a, Announce) and a.decision.action in ("advance", "promote") for a in actions
     )
     if not moving or windows is None:
         return None
+    rejected, limit = windows.rejected_share(), analysis.max_rejected
+    if rejected > limit:
+        reasons = ", ".join(f"{r}: {n}" for r, n in windows.rejected.most_common(5))
+        return (
+            f"data quality: {rejected:.1%} of the lines read during this step could not be "
+            f"read (limit {limit:.0%}; {reasons}); fix the access log's format or the rule's "
+            "field map"
+        )
     share = windows.unattributed_share()
     limit = analysis.max_unattributed
     if share <= limit:

@@ -39,6 +39,7 @@ class Engine:
         """The newest accepted event time (``now`` may start from the wall, in the daemon)."""
         self._lone: float | None = None
         self._skewed: Counter[str] = Counter()
+        self._rejected_seen: Counter[str] = Counter()
         self._leading = False
         self._retired = ParseStats()
         """Counts no current parser holds: parsers of earlier rule sets, other processes."""
@@ -105,6 +106,18 @@ class Engine:
         self._skewed.update(reason for _, reason in rejected)
         return cols.take(np.flatnonzero(~bad)), rejected
 
+    def _charge_rejected(self) -> None:
+        """Lines rejected since the last call count against every running step (the
+        data-quality gate): a line that cannot be read names no trustworthy rule or time."""
+        total = self.stats.rejected_by_reason
+        new = total - self._rejected_seen
+        if not new:
+            return
+        self._rejected_seen = Counter(total)
+        for c in self.controllers:
+            if c.active and c.windows is not None:
+                c.windows.rejected.update(new)
+
     @property
     def finished(self) -> bool:
         return self.started and not any(c.active for c in self.controllers)
@@ -165,6 +178,7 @@ class Engine:
         cols, _ = self.screen(cols, wall)
         n = len(cols)
         if n == 0:
+            self._charge_rejected()
             return
         ts = cols.timestamp
         # The clock never goes back: a late row is folded at the time already reached, so
@@ -174,6 +188,7 @@ class Engine:
         # (advancing to a time no judgment is due at judges nothing): a follower that now
         # leads begins before the rows it can use.
         await self.advance(float(clock[0]))
+        self._charge_rejected()  # after the first advance: a rollout begun there counts them
         i = 0
         while i < n:
             due = min(

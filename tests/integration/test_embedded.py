@@ -451,6 +451,30 @@ def test_lines_naming_no_adapter_are_unattributed_and_the_data_quality_gate_hold
     assert clean["rollouts"][0]["phase"] == "Succeeded"
 
 
+@pytest.mark.parametrize(("every", "holds"), [(10, True), (50, False)])
+def test_unreadable_lines_hold_the_rollout_past_the_limit(
+    every: int,
+    holds: bool,
+    tmp_path: Path,
+    simulated_log: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every 10th line of a healthy log cut in half (10% unreadable, over the 5% limit): before,
+    only counted, and the rollout promoted on the other 90%. Every 50th (2%): it promotes."""
+    lines = simulated_log(canary_ttft_factor=1.0).read_bytes().splitlines()
+    dirty = [ln[: len(ln) // 2] if i % every == 0 else ln for i, ln in enumerate(lines)]
+    doc = replay(fresh_demo(tmp_path) / "rule.yaml", lines_log(tmp_path, dirty), capsys=capsys)
+    r = doc["rollouts"][0]
+    assert doc["events"]["rejected"] == len(range(0, len(lines), every))
+    actions = [d["action"] for d in r["decisions"]]
+    if holds:
+        assert "advance" not in actions and "promote" not in actions
+        hold = next(d for d in r["decisions"] if d["action"] == "hold")
+        assert "could not be read" in hold["reason"] and "not_json" in hold["reason"]
+    else:
+        assert r["phase"] == "Succeeded"
+
+
 def lines_log(tmp_path: Path, lines: list[bytes]) -> Path:
     log = tmp_path / "clean.jsonl"
     log.write_bytes(b"\n".join(lines) + b"\n")
