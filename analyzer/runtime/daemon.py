@@ -48,6 +48,7 @@ log = structlog.get_logger("analyzer.daemon")
 IDLE_LOOKBACK = 300.0
 """Seconds of log a replica reads at start when no rollout is running."""
 RELOAD_EVERY = 5.0
+SOURCE_STOP_TIMEOUT = 10.0
 
 
 class Reporter(Protocol):
@@ -141,7 +142,10 @@ class Daemon:
             for stop in self._watch_stops.values():
                 stop.set()
             await self.supervisor.shutdown(timeout=10)
-            await source.stop()
+            try:  # a broker gone away must not hold the exit (leaving the group waits for it)
+                await asyncio.wait_for(source.stop(), SOURCE_STOP_TIMEOUT)
+            except TimeoutError:
+                log.warning("kafka_stop_timeout", after=SOURCE_STOP_TIMEOUT)
             await engine.close()
             self.reporter.flush(self.controllers)
             if http is not None:

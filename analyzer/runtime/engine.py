@@ -10,6 +10,7 @@ Must not: read the wall clock; know where lines come from.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -225,9 +226,8 @@ class Engine:
         await self.feed(self.parser.parse([line for line in lines if line.strip()]), wall)
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Flush every controller's notifications (each bounded by ``timeout``)."""
-        for c in self.controllers:
-            await c.aclose(timeout)
+        """Flush every controller's notifications, all at once (bounded by ``timeout``)."""
+        await asyncio.gather(*(c.aclose(timeout) for c in self.controllers))
 
     async def finish(self) -> None:
         """Judge once more at the last event time: the tail of a log is evidence too."""

@@ -6,6 +6,7 @@ Must not: print, or write to a routed object.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,15 +14,19 @@ from analyzer.routers.base import RouterError
 from analyzer.runtime.controller import RolloutController
 
 
+async def _weights(c: RolloutController) -> dict[str, int | None]:
+    try:
+        return dict((await c.router.read()).targets)
+    except RouterError as exc:
+        c.error = c.error or str(exc)
+        return {}
+
+
 async def summarize(controllers: Sequence[RolloutController]) -> list[dict[str, Any]]:
+    """Every object is read at once: at shutdown, N slow reads must not add up."""
     out = []
-    for c in controllers:
-        try:
-            obj = await c.router.read()
-            weights: dict[str, int | None] = dict(obj.targets)
-        except RouterError as exc:
-            weights = {}
-            c.error = c.error or str(exc)
+    read = await asyncio.gather(*(_weights(c) for c in controllers))
+    for c, weights in zip(controllers, read, strict=True):
         s = c.state
         out.append(
             {

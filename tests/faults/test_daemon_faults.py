@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -116,3 +117,41 @@ def test_an_unreachable_broker_at_start_is_retried_then_named(
     assert "kafka: cannot reach 127.0.0.1:" in out.err
     assert "after 1.5 s; check CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS" in out.err
     assert out.err.count("kafka_unreachable") >= 1  # retried before giving up
+
+
+def test_sigterm_during_an_api_hang_exits(world: World) -> None:
+    """Every API request hangs for 5 minutes when SIGTERM comes: before, the exit waited for
+    them (no client timeout); now every wait is bounded and the daemon exits by itself."""
+    w = world
+    w.api.put(inference_model("chat", "chat"))
+    rules = w.tmp / "rules"
+    rules.mkdir()
+    (rules / "chat.yaml").write_text(rule_text("chat-v2", "chat", "chat", "120s", w.prom.url))
+    proc = start_world_daemon(w, rules, free_port())
+
+    async def until_started() -> None:
+        stop = asyncio.Event()
+        traffic = asyncio.create_task(gateway(w, {"chat": ("chat", 1.0)}, stop.is_set, 60))
+        try:
+            while rollout_state(w, "chat", "chat-v2").get("phase") != "Progressing":
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2)
+        finally:
+            stop.set()
+            await traffic
+
+    try:
+        asyncio.run(until_started())
+        w.api.inject(Fault("hang", times=10**6, seconds=300, path="/"))
+        time.sleep(2)  # judgments and lease renewals are now hanging
+        proc.send_signal(signal.SIGTERM)
+        # Not a speed bound: only that it ends at all, long before the hangs would.
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert b"Traceback" not in err
+    assert w.api.faulted  # the hang was in the way
+    assert b"chat-v2:" in out  # the summary was printed
