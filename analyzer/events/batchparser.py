@@ -32,7 +32,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.events.columns import Columns, FloatArray, IntArray, Labels
+from analyzer.events.columns import Columns, FloatArray, IntArray, Labels, request_keys
 from analyzer.events.lineparser import EventParser
 from analyzer.events.units import (
     EPOCH_DIVISOR,
@@ -259,6 +259,11 @@ class BatchParser:
             duration=duration[keep],
             prompt_tokens=prompt[keep],
             completion_tokens=completion[keep],
+            request=(
+                request_keys(list(map(attrgetter("f_request_id"), rows)))[keep]
+                if "request_id" in names
+                else np.empty(0, dtype=np.uint64)
+            ),
         )
 
     def _errors(

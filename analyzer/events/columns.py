@@ -20,6 +20,24 @@ if TYPE_CHECKING:
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.integer[Any]]
+KeyArray = npt.NDArray[np.uint64]
+
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+KEY_BYTES = 64
+
+
+def request_keys(ids: list[str | None]) -> KeyArray:
+    """A 64-bit key per request id, the same in every process (0: no id): FNV-1a-style mixing
+    of the id's first 64 bytes, eight at a time. Two ids collide with probability about
+    2^-64 (ids that share their first 64 bytes always do: request ids are UUIDs, 36 bytes)."""
+    raw = np.array([(i or "").encode() for i in ids], dtype=f"S{KEY_BYTES}")
+    words = raw.view(np.uint64).reshape(len(ids), KEY_BYTES // 8)
+    keys = np.full(len(ids), _FNV_OFFSET, dtype=np.uint64)
+    for column in words.T:
+        keys ^= column
+        keys *= _FNV_PRIME
+    keys[(raw == b"") | (raw == b"-")] = 0
+    return keys
 
 
 class Labels(dict[str | None, int]):
@@ -63,9 +81,15 @@ class Columns:
     partition: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
     """Where each event was read (a label code), when the source is a partitioned log."""
     offset: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    request: KeyArray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
+    """Each event's request-id key (``request_keys``), when the log has request ids."""
 
     def __len__(self) -> int:
         return int(self.index.size)
+
+    @property
+    def identified(self) -> bool:
+        return self.request.size == self.index.size
 
     @property
     def positioned(self) -> bool:
@@ -81,6 +105,7 @@ class Columns:
 
     def take(self, order: IntArray) -> Columns:
         positioned = self.positioned
+        identified = self.identified
         return Columns(
             index=self.index[order],
             timestamp=self.timestamp[order],
@@ -94,6 +119,7 @@ class Columns:
             completion_tokens=self.completion_tokens[order],
             partition=self.partition[order] if positioned else self.partition,
             offset=self.offset[order] if positioned else self.offset,
+            request=self.request[order] if identified else self.request,
         )
 
     @staticmethod
@@ -125,6 +151,9 @@ class Columns:
             completion_tokens=cat("completion_tokens"),
             partition=codes("partition") if positioned else np.empty(0, dtype=np.int32),
             offset=cat("offset") if positioned else np.empty(0, dtype=np.int64),
+            request=(
+                cat("request") if all(p.identified for p in parts) else np.empty(0, dtype=np.uint64)
+            ),
         )
 
     @staticmethod
@@ -144,6 +173,7 @@ class Columns:
             duration=col("duration"),
             prompt_tokens=col("prompt_tokens"),
             completion_tokens=col("completion_tokens"),
+            request=request_keys([e.request_id for e in events]),
         )
 
     @staticmethod

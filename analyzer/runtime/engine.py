@@ -20,6 +20,7 @@ import numpy as np
 from analyzer.config import EventsSpec
 from analyzer.events.access import ParseStats
 from analyzer.events.columns import Columns
+from analyzer.events.dedupe import DUPLICATE, RequestDedupe
 from analyzer.events.ruleset import RuleSetParser
 from analyzer.events.skew import DEFAULT_MAX_SKEW, FUTURE, STALE, lone_future, skewed
 from analyzer.runtime.controller import RolloutController
@@ -39,7 +40,9 @@ class Engine:
         self.event_clock: float | None = None
         """The newest accepted event time (``now`` may start from the wall, in the daemon)."""
         self._lone: float | None = None
-        self._skewed: Counter[str] = Counter()
+        self._refused: Counter[str] = Counter()
+        """Rows parsed and accepted, then refused here: by the clock, or as duplicates."""
+        self.dedupe = RequestDedupe()
         self._rejected_seen: Counter[str] = Counter()
         self._leading = False
         self._retired = ParseStats()
@@ -84,9 +87,10 @@ class Engine:
         total = ParseStats()
         total.merge(self._retired)
         total.merge(self.parser.stats)
-        # Parsed and accepted, then refused by the clock (events/skew.py): rejected instead.
-        total.accepted -= sum(self._skewed.values())
-        total.rejected_by_reason.update(self._skewed)
+        # Parsed and accepted, then refused by the clock (events/skew.py) or as duplicates
+        # (events/dedupe.py): rejected instead.
+        total.accepted -= sum(self._refused.values())
+        total.rejected_by_reason.update(self._refused)
         return total
 
     def screen(self, cols: Columns, wall: float | None = None) -> tuple[Columns, list[RowReason]]:
@@ -104,17 +108,18 @@ class Engine:
             return cols, []
         where = np.flatnonzero(bad)
         rejected = [(int(cols.index[i]), FUTURE if future[i] else STALE) for i in where]
-        self._skewed.update(reason for _, reason in rejected)
+        self._refused.update(reason for _, reason in rejected)
         return cols.take(np.flatnonzero(~bad)), rejected
 
     def _charge_rejected(self) -> None:
         """Lines rejected since the last call count against every running step (the
         data-quality gate): a line that cannot be read names no trustworthy rule or time."""
-        total = self.stats.rejected_by_reason
+        total = Counter(self.stats.rejected_by_reason)
+        del total[DUPLICATE]  # a repeat loses nothing: the first copy is in the evidence
         new = total - self._rejected_seen
         if not new:
             return
-        self._rejected_seen = Counter(total)
+        self._rejected_seen = total
         for c in self.controllers:
             if c.active and c.windows is not None:
                 c.windows.rejected.update(new)
@@ -177,6 +182,10 @@ class Engine:
         Rows the clock cannot believe are screened out first (``screen``; ``wall``: the wall
         time, for a live source)."""
         cols, _ = self.screen(cols, wall)
+        repeated = self.dedupe.duplicates(cols)
+        if repeated.any():
+            self._refused[DUPLICATE] += int(repeated.sum())
+            cols = cols.take(np.flatnonzero(~repeated))
         n = len(cols)
         if n == 0:
             self._charge_rejected()

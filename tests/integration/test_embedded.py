@@ -475,6 +475,32 @@ def test_unreadable_lines_hold_the_rollout_past_the_limit(
         assert r["phase"] == "Succeeded"
 
 
+def test_records_delivered_twice_count_once(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A third of a slow canary's lines delivered again a few lines later (an at-least-once
+    pipeline retrying): before, counted twice, narrowing every interval. Now the same
+    judgments and decisions as the log without them, and each repeat counted."""
+    lines = simulated_log(canary_ttft_factor=1.4).read_bytes().splitlines()
+    doubled: list[bytes] = []
+    repeat: list[bool] = []
+    for i, line in enumerate(lines):
+        doubled.append(line)
+        repeat.append(False)
+        if i % 3 == 0 and i >= 5:
+            doubled.append(lines[i - 5])
+            repeat.append(True)
+    clean_log = lines_log(tmp_path, lines)
+    clean = replay(fresh_demo(tmp_path / "c") / "rule.yaml", clean_log, capsys=capsys)
+    log = tmp_path / "doubled.jsonl"
+    log.write_bytes(b"\n".join(doubled) + b"\n")
+    twice = replay(fresh_demo(tmp_path / "d") / "rule.yaml", log, capsys=capsys)
+    read = twice["events"]["accepted"] + twice["events"]["rejected"]  # reading stops at the end
+    assert twice["events"]["rejected_by_reason"] == {"duplicate_request": sum(repeat[:read])}
+    assert twice["rollouts"][0]["decisions"] == clean["rollouts"][0]["decisions"]
+    assert clean["rollouts"][0]["decisions"][-1]["action"] == "rollback"
+
+
 def lines_log(tmp_path: Path, lines: list[bytes]) -> Path:
     log = tmp_path / "clean.jsonl"
     log.write_bytes(b"\n".join(lines) + b"\n")
