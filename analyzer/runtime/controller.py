@@ -203,7 +203,11 @@ class RolloutController:
         self.steps.clear()
         self._reset_windows(state)
         self.next_judgment_at = now + self.spec.analysis.interval
-        await self._apply(obj, state, actions, {})
+        # A command left from before (set by hand on a finished rollout) is not for this one.
+        stale = command_key(self.name) if command_key(self.name) in obj.annotations else None
+        if stale is not None:
+            self._log.warning("stale_command_dropped", command=obj.annotations[stale])
+        await self._apply(obj, state, actions, {stale: None} if stale else {})
         return False
 
     async def _resume(self, now: float) -> None:

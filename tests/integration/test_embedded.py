@@ -505,3 +505,27 @@ def lines_log(tmp_path: Path, lines: list[bytes]) -> Path:
     log = tmp_path / "clean.jsonl"
     log.write_bytes(b"\n".join(lines) + b"\n")
     return log
+
+
+def test_a_command_left_on_a_finished_rollout_does_not_touch_the_next(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ``abort`` annotated by hand after a rollout finished (the CLI refuses to) waited
+    there and rolled back the next rollout at its first judgment."""
+    work = fresh_demo(tmp_path)
+    first = replay(work / "rule.yaml", simulated_log(canary_ttft_factor=1.4), capsys=capsys)
+    assert first["rollouts"][0]["phase"] == "RolledBack"  # the baseline has its traffic back
+    log = simulated_log(canary_ttft_factor=1.0)
+    manifest = work / "inferencemodel.yaml"
+    yaml = YAML()
+    doc = yaml.load(manifest.read_text())
+    key = "canary-analyzer.io/command.lora-request-canary"
+    doc["metadata"]["annotations"][key] = "abort: left over"
+    with manifest.open("w") as fh:
+        yaml.dump(doc, fh)
+    rule = work / "rule.yaml"
+    rule.write_text(rule.read_text().replace("steps: [10, 25, 50, 100]", "steps: [20, 100]"))
+    second = replay(rule, log, capsys=capsys)["rollouts"][0]
+    actions = [d["action"] for d in second["decisions"]]
+    assert actions[0] == "start" and "rollback" not in actions, actions
+    assert key not in YAML().load(manifest.read_text())["metadata"]["annotations"]
