@@ -11,13 +11,16 @@ from pathlib import Path
 
 import orjson
 
-from analyzer.config import json_schema, load_rules
+from analyzer.config import RuleError, json_schema, load_rules
 
 
 def cmd_rules_validate(args: argparse.Namespace) -> int:
-    rules, errors = load_rules([Path(p) for p in args.paths])
+    skipped: list[RuleError] = []
+    rules, errors = load_rules([Path(p) for p in args.paths], skipped)
     for err in errors:
         print(err)
+    for note in skipped:
+        print(note)
     for r in rules:
         print(f"{r.source}:{r.line}: rule {r.name} ok")
     if not rules and not errors:

@@ -20,6 +20,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from analyzer.config.base import API_VERSION
 from analyzer.config.rule import CanaryRule
 
 
@@ -113,8 +114,25 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def parse_rule_text(text: str, source: str) -> tuple[list[CanaryRule], list[RuleError], list[int]]:
-    """Parse every document of one rule file. Returns rules, errors and each rule's line."""
+API_GROUP = API_VERSION.split("/")[0]
+
+
+def _foreign(doc: CommentedMap) -> str | None:
+    """What a document is when it is plainly not a rule (another API's object: a manifest kept
+    beside the rules), else None. A document that might be a mistyped rule is not foreign."""
+    api, kind = doc.get("apiVersion"), doc.get("kind")
+    if not (isinstance(api, str) and isinstance(kind, str)):
+        return None
+    if api.split("/")[0] == API_GROUP or kind == "CanaryRule":
+        return None
+    return f"{kind} ({api})"
+
+
+def parse_rule_text(
+    text: str, source: str, skipped: list[RuleError] | None = None
+) -> tuple[list[CanaryRule], list[RuleError], list[int]]:
+    """Parse every document of one rule file. Returns rules, errors and each rule's line;
+    documents of other APIs are left out, each noted in ``skipped`` when given."""
     yaml = YAML(typ="rt")
     rules: list[CanaryRule] = []
     lines: list[int] = []
@@ -132,6 +150,12 @@ def parse_rule_text(text: str, source: str) -> tuple[list[CanaryRule], list[Rule
         if not isinstance(doc, CommentedMap):
             line, col = _position(doc, [])
             errors.append(RuleError(source, line, col, "", "a rule must be a YAML mapping"))
+            continue
+        foreign = _foreign(doc)
+        if foreign is not None:
+            if skipped is not None:
+                line = doc.lc.line + 1
+                skipped.append(RuleError(source, line, 1, "", f"skipped: {foreign}, not a rule"))
             continue
         try:
             rule = CanaryRule.model_validate(_plain(doc))
@@ -170,8 +194,11 @@ def target_key(rule: CanaryRule) -> tuple[str, str, str, str, str]:
     return (t.kind, group, t.namespace, t.name, rule.spec.model)
 
 
-def load_rules(paths: Iterable[Path]) -> tuple[list[LoadedRule], list[RuleError]]:
-    """Load every rule under ``paths``; refuse duplicates by name and by object + model."""
+def load_rules(
+    paths: Iterable[Path], skipped: list[RuleError] | None = None
+) -> tuple[list[LoadedRule], list[RuleError]]:
+    """Load every rule under ``paths``; refuse duplicates by name and by object + model.
+    Documents of other APIs (a manifest beside the rules) are skipped, noted in ``skipped``."""
     loaded: list[LoadedRule] = []
     errors: list[RuleError] = []
     for path in rule_files(paths):
@@ -183,7 +210,7 @@ def load_rules(paths: Iterable[Path]) -> tuple[list[LoadedRule], list[RuleError]
         except (OSError, UnicodeDecodeError) as exc:
             errors.append(RuleError(str(path), 0, 0, "", f"cannot read: {exc}"))
             continue
-        rules, errs, lines = parse_rule_text(text, str(path))
+        rules, errs, lines = parse_rule_text(text, str(path), skipped)
         errors.extend(errs)
         loaded.extend(LoadedRule(r, path, ln) for r, ln in zip(rules, lines, strict=True))
     by_name: dict[str, LoadedRule] = {}

@@ -25,6 +25,23 @@ def test_rules_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["rules", "validate", str(tmp_path / "empty-dir-missing")]) != 0
 
 
+def test_rules_validate_skips_a_manifest_beside_the_rules_but_not_a_mistyped_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo's folder (rule + InferenceModel manifest) reported the manifest as 11 broken
+    rule fields and exited 1."""
+    work = fresh_demo(tmp_path / "demo")
+    capsys.readouterr()
+    assert main(["rules", "validate", str(work)]) == 0
+    out = capsys.readouterr().out
+    assert "inferencemodel.yaml:3:1: skipped: InferenceModel (inference.networking.x-k8s.io" in out
+    assert "rule lora-request-canary ok" in out
+    typo = tmp_path / "typo.yaml"
+    typo.write_text((DEMO / "rule.yaml").read_text().replace("kind: CanaryRule", "kind: CanaryRul"))
+    assert main(["rules", "validate", str(typo)]) == 1
+    assert "kind: Input should be 'CanaryRule'" in capsys.readouterr().out
+
+
 def test_rules_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
