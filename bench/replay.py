@@ -6,6 +6,8 @@ event time) with the simulator, then in the same run measures:
   (b) `canary-analyzer replay`'s path: parse with the rule's field map, fold into windows, judge
       every 10 s of event time, write decisions to the manifest.
 Prints events/s for both, the ratio b/a, and peak RSS. Run: python bench/replay.py [N]
+[--json-format]: the lines as Envoy's json_format writes them (every value a string, an unset
+one "-"; here the token counts, as when the gateway does not log them).
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ DEMO = Path(__file__).resolve().parents[1] / "analyzer" / "demo"
 CANARY = frozenset(f"tweet-summary{s}" for s in ("", "-1", "-2", "-3", "-4"))
 
 
-async def _generate(path: Path, n: int) -> None:
+def _as_json_format(line: bytes) -> bytes:
+    record = orjson.loads(line)
+    unset = ("prompt_tokens", "completion_tokens")
+    return orjson.dumps({k: "-" if v is None or k in unset else str(v) for k, v in record.items()})
+
+
+async def _generate(path: Path, n: int, json_format: bool) -> None:
     targets = [(a, 2) for a in sorted(CANARY)] + [
         (f"sql-lora{s}", 18) for s in ("", "-1", "-2", "-3", "-4")
     ]
@@ -46,6 +54,8 @@ async def _generate(path: Path, n: int) -> None:
     with path.open("wb") as fh:
         while written < n:
             lines = (await sim.second(t))[: n - written]
+            if json_format:
+                lines = [_as_json_format(line) for line in lines]
             fh.writelines(line + b"\n" for line in lines)
             written += len(lines)
             t += 1.0
@@ -74,7 +84,9 @@ async def _replay(path: Path, work: Path) -> tuple[int, str]:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    n = int(args[0]) if args else 100_000
+    json_format = "--json-format" in sys.argv
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in ("rule.yaml", "inferencemodel.yaml"):
@@ -86,7 +98,7 @@ def main() -> None:
             .replace("maxStepDuration: 10m", "maxStepDuration: 100h")
         )
         log = work / "access.jsonl"
-        asyncio.run(_generate(log, n))
+        asyncio.run(_generate(log, n, json_format))
         size = log.stat().st_size
         t0 = time.perf_counter()
         decoded = _decode_only(log)
@@ -95,7 +107,8 @@ def main() -> None:
         accepted, phase = asyncio.run(_replay(log, work))
         t_replay = time.perf_counter() - t0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"lines: {n} ({size / n:.0f} bytes each), event time {n / 50:.0f} s at 50 rps")
+    shape = "json_format" if json_format else "typed"
+    print(f"lines: {n} {shape} ({size / n:.0f} bytes each), event time {n / 50:.0f} s at 50 rps")
     print(f"(a) read + orjson.loads:   {decoded / t_decode:>10,.0f} lines/s  ({t_decode:.2f} s)")
     print(f"(b) replay parse+fold+judge: {accepted / t_replay:>8,.0f} events/s ({t_replay:.2f} s)")
     print(

@@ -40,6 +40,7 @@ from analyzer.events.units import (
     MAX_LATENCY,
     MIN_EPOCH,
     UNIT_DIVISOR,
+    UNSET,
     named,
 )
 
@@ -62,11 +63,13 @@ class BatchParser:
             "timestamp": {"rfc3339": datetime, "auto": datetime | float}.get(ts_format, float),
             "model": str,
             "target": str,
-            "status": int | None,
-            "ttft": float | None,
-            "duration": float | None,
-            "prompt_tokens": float | None,
-            "completion_tokens": float | None,
+            # Strings too: Envoy's json_format writes every number as a string and an unset
+            # one as "-", which a float field would refuse (sending the line to the slow path).
+            "status": int | str | None,
+            "ttft": float | str | None,
+            "duration": float | str | None,
+            "prompt_tokens": float | str | None,
+            "completion_tokens": float | str | None,
             "finish_reason": str | None,
             "request_id": str | None,
         }
@@ -181,6 +184,8 @@ class BatchParser:
         if name not in self._names:
             return np.full(len(rows), math.nan)
         values = list(map(attrgetter(f"f_{name}"), rows))
+        if any(type(v) is str for v in values):
+            values = [_number(v) if type(v) is str else v for v in values]
         column = np.array(values, dtype=np.float64)
         nan = np.isnan(column)
         if nan.any() and int(nan.sum()) != values.count(None):  # a logged NaN among them
@@ -240,7 +245,9 @@ class BatchParser:
                 ok &= np.isnan(arr) | (arr >= 0)
             for arr in (prompt, completion):
                 ok &= np.isnan(arr) | (arr == np.floor(arr))
-            ok &= np.isnan(status) | ((status >= 0) & (status <= 999))
+            ok &= np.isnan(status) | (
+                (status >= 0) & (status <= 999) & (status == np.floor(status))
+            )
         has_name = labels.lookup(named, bool)
         ok &= has_name[model] & has_name[target]  # else the per-line parser says missing_field
         if not ok.all():  # the per-line parser says why (or accepts what we were unsure of)
@@ -274,6 +281,18 @@ class BatchParser:
         if rule.finish_reasons:
             err |= rule.reasons(labels.names())[finish]
         return err
+
+
+def _number(text: str) -> float | None:
+    """A number logged as a string: "-" is unset (None); anything not a finite number is -1,
+    which fails the range checks and sends the line to the per-line parser for its reason."""
+    if text == UNSET:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return -1.0
+    return value if math.isfinite(value) else -1.0
 
 
 def _decoded_at(n: int, failed: list[int]) -> IntArray:
