@@ -25,8 +25,12 @@ from tests.servers.promserver import free_port
 def test_endpoints_report_a_rollout(tmp_path: Path, simulated_log: Callable[..., Path]) -> None:
     work = fresh_demo(tmp_path)
     lines = simulated_log(canary_ttft_factor=1.0).read_bytes().splitlines()
-    # 20 lines naming no adapter, early in the first step: counted, too few to hold it.
-    lines[100:100] = [re.sub(rb'"target_model":"[^"]*"', b'"target_model":"-"', lines[100])] * 20
+    # 20 requests naming no adapter, early in the first step: counted, too few to hold it.
+    unnamed = re.sub(rb'"target_model":"[^"]*"', b'"target_model":"-"', lines[100])
+    lines[100:100] = [
+        re.sub(rb'"request_id":"[^"]*"', f'"request_id":"unnamed-{i}"'.encode(), unnamed)
+        for i in range(20)
+    ]
     lines.append(b"not json")
 
     async def go() -> tuple[str, int, dict[str, object], int, dict[str, object]]:
