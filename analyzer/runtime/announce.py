@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from analyzer.config import RuleSpec
 from analyzer.gates.base import Gate, GateKind
 from analyzer.notify.base import Notification
 from analyzer.rollout.machine import Announce, RolloutAction
@@ -32,6 +33,12 @@ class Announcer:
     model: str
     steps: tuple[int, ...]
     dry_run: bool
+
+    @classmethod
+    def of(
+        cls, rule: str, revision: str, describe: str, spec: RuleSpec, dry_run: bool
+    ) -> Announcer:
+        return cls(rule, revision, describe, spec.model, tuple(spec.steps), dry_run)
 
     def notice(
         self, state: RolloutState | None, action: Action, message: str, now: float

@@ -97,17 +97,16 @@ class RolloutController:
         self.on_judgment = on_judgment
         self.gates = list(gates)
         self.prometheus: MetricsSource = prometheus or NoMetricsSource()
-        self._last_seen_version: str | None = None
+        self.last_seen_version: str | None = None
         self.judgments: Counter[tuple[str, str]] = Counter()
         """Judgments by (check, status), for the daemon's metrics."""
         self._gate_refusal: str | None = None
         self.backoff = Backoff(rng or random.Random())
         self.retired = False
         """Replaced by a reload: acts on nothing any more (its watch is stopped too)."""
-        self.announcer = Announcer(
-            self.name, self.revision, router.describe, self.spec.model, tuple(self.spec.steps),
-            self.dry_run,
-        )  # fmt: skip
+        self.announcer = Announcer.of(
+            self.name, self.revision, router.describe, self.spec, self.dry_run
+        )
         self._log = log.bind(rule=self.name, object=router.describe)
 
     @property
@@ -217,29 +216,6 @@ class RolloutController:
         if await self._begin(now):
             await self._judge(now)
 
-    def take_over(self, old: RolloutController) -> None:
-        """Succeed ``old``, this rule before a reload: of the same rollout (revision), keep
-        its state, judgment grid and the evidence its windows hold (the log is not read twice:
-        records are skipped by offset) when they collect what this rule reads; ``old`` stops
-        acting."""
-        old.retired = True
-        if old.revision != self.revision:
-            return
-        a, b = old.steps, self.steps
-        if (a.baseline, a.canary, a.raw_limit, a.warmup) == (
-            b.baseline,
-            b.canary,
-            b.raw_limit,
-            b.warmup,
-        ) and set(b.metrics) <= set(a.metrics):
-            self.steps = a
-        else:
-            self._log.warning("reload_evidence_restarts", reason="windows collect other metrics")
-        self.state, self.next_judgment_at = old.state, old.next_judgment_at
-        self._last_seen_version = old._last_seen_version
-        self.announced = list(old.announced)
-        self.judgments = old.judgments
-
     def fold(self, cols: Columns, rows: IntArray) -> None:
         if self.active:
             self.steps.fold(cols, rows)
@@ -342,9 +318,9 @@ class RolloutController:
         """A watch event: react to human edits and commands at once, not at the next look."""
         if self.state is None or self.state.finished or self.error is not None or self.retired:
             return
-        if obj.version == self._last_seen_version:
+        if obj.version == self.last_seen_version:
             return
-        self._last_seen_version = obj.version
+        self.last_seen_version = obj.version
         if self.backoff.outage is not None:
             await self._guarded(self._resume, now)  # the API answers again: resume at once
             return

@@ -14,6 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import structlog
+
+from analyzer.analysis.steps import RolloutWindows
 from analyzer.config import LoadedRule, load_rules
 from analyzer.errors import SetupError
 from analyzer.gates.factory import make_gates
@@ -28,6 +31,8 @@ from analyzer.sources.metrics import make_metrics_source
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
+
+log = structlog.get_logger("analyzer.reload")
 
 
 def load_rule_files(paths: Sequence[str | Path]) -> list[LoadedRule]:
@@ -76,6 +81,31 @@ def build_controllers(
     return out
 
 
+def _shape(w: RolloutWindows) -> tuple[object, ...]:
+    """What windows must share to be carried over a reload (besides the metrics they keep)."""
+    return (w.baseline, w.canary, w.raw_limit, w.warmup)
+
+
+def carry_over(old: RolloutController, fresh: RolloutController) -> None:
+    """``fresh`` succeeds ``old``, its rule before a reload, and ``old`` stops acting. Of the
+    same rollout (revision), ``fresh`` keeps its state, judgment grid and the evidence its
+    windows hold when they collect what it reads (the log is not read twice: records are
+    skipped by offset, so new windows would see only what comes after the reload)."""
+    old.retired = True
+    if old.revision != fresh.revision:
+        return
+    if _shape(old.steps) == _shape(fresh.steps) and set(fresh.steps.metrics) <= set(
+        old.steps.metrics
+    ):
+        fresh.steps = old.steps
+    else:
+        log.warning("reload_evidence_restarts", rule=fresh.name, reason="other metrics read")
+    fresh.state, fresh.next_judgment_at = old.state, old.next_judgment_at
+    fresh.last_seen_version = old.last_seen_version
+    fresh.announced = list(old.announced)
+    fresh.judgments = old.judgments
+
+
 def swap_controllers(
     current: Sequence[RolloutController],
     rules: Sequence[LoadedRule],
@@ -102,6 +132,6 @@ def swap_controllers(
             continue
         replaced = next((c for c in current if c.name == loaded.name), None)
         if replaced is not None:
-            fresh.take_over(replaced)  # same revision: the rollout and its evidence go on
+            carry_over(replaced, fresh)  # same revision: the rollout and its evidence go on
         out.append(fresh)
     return out, problems
