@@ -39,6 +39,7 @@ from analyzer.routers.objects import read_annotations, read_targets, target_list
 
 log = structlog.get_logger("analyzer.kube")
 PLURALS = {"InferenceModel": "inferencemodels", "InferenceModelRewrite": "inferencemodelrewrites"}
+LLM_D_GROUP = "llm-d.ai"
 REQUEST_TIMEOUT = 10.0
 """Seconds one API request may take: a hung API server must not hold judging or ingestion."""
 TRANSIENT_STATUS = frozenset({404, 408, 429, 500, 502, 503, 504})
@@ -104,16 +105,37 @@ class KubeRouter:
             raise RouterError(f"API discovery failed: {_api_message(exc)}") from None
         except UNREACHABLE as exc:
             raise api_failure("API discovery", exc) from None
-        for group in groups.groups or []:
-            if group.name == self.group:
-                served = [v.version for v in group.versions]
-                if self.version not in served:
-                    raise RouterError(
-                        f"{self.target.api_version} is not served by this cluster; "
-                        f"{self.group} serves: {', '.join(served)}"
-                    )
-                return
-        raise RouterError(f"API group {self.group} is not installed in this cluster (no CRD)")
+        by_name = {g.name: [v.version for v in g.versions] for g in groups.groups or []}
+        served = by_name.get(self.group)
+        if served is None:
+            raise RouterError(f"API group {self.group} is not installed in this cluster (no CRD)")
+        if self.version not in served:
+            raise RouterError(
+                f"{self.target.api_version} is not served by this cluster; "
+                f"{self.group} serves: {', '.join(served)}"
+            )
+        if self.plural == PLURALS["InferenceModelRewrite"] and self.group != LLM_D_GROUP:
+            await self._refuse_the_ignored_group(by_name.get(LLM_D_GROUP, []))
+
+    async def _refuse_the_ignored_group(self, llm_d_versions: list[str]) -> None:
+        """With both InferenceModelRewrite groups served, llm-d's endpoint picker reads the
+        llm-d.ai objects and ignores the legacy ones: weights written there would change
+        nothing, silently."""
+        for version in llm_d_versions:
+            try:
+                listed = await self.custom.get_api_resources(
+                    LLM_D_GROUP, version, _request_timeout=self.timeout
+                )
+            except (ApiException, *UNREACHABLE) as exc:
+                raise api_failure(f"API discovery of {LLM_D_GROUP}/{version}", exc) from None
+            if any(r.name == self.plural for r in listed.resources or []):
+                raise RouterError(
+                    f"this cluster serves InferenceModelRewrite in both {self.group} and "
+                    f"{LLM_D_GROUP}/{version}; the endpoint picker reads {LLM_D_GROUP} and "
+                    f"ignores {self.target.api_version} objects, so weights written there "
+                    f"would not move traffic: set target.apiVersion: {LLM_D_GROUP}/{version} "
+                    "(and route the model in that object)"
+                )
 
     def _routed(self, obj: dict[str, Any]) -> RoutedObject:
         return RoutedObject(

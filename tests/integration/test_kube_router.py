@@ -114,6 +114,13 @@ def _weights(obj: dict[str, Any]) -> dict[str, int]:
     return {t["modelRewrite"]: t["weight"] for t in rule["targets"]}
 
 
+def _cluster(api_version: str) -> KubeApi:
+    """A cluster for ``api_version``: the legacy InferenceModelRewrite group only where llm-d's
+    is not installed (with both, the router refuses to drive the ignored one)."""
+    legacy_rewrite = api_version == "inference.networking.x-k8s.io/v1alpha2"
+    return KubeApi(without=("llm-d",)) if legacy_rewrite else KubeApi()
+
+
 FLAVOURS = [
     ("InferenceModel", "inference.networking.x-k8s.io/v1alpha1"),
     ("InferenceModel", "inference.networking.x-k8s.io/v1alpha2"),
@@ -126,7 +133,7 @@ FLAVOURS = [
 def test_rollout_advances_and_promotes(
     kind: str, api_version: str, simulated_log: Callable[..., Path]
 ) -> None:
-    with KubeApi() as api:
+    with _cluster(api_version) as api:
         api.put(_object(kind, api_version))
         c = asyncio.run(
             _replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.0))
@@ -150,7 +157,7 @@ def test_slow_canary_rolls_back_to_no_canary_traffic(
 ) -> None:
     # The canary adapters had half the traffic before the rollout: "rolled back" must still
     # mean 0% for them, with the baseline keeping its relative weights.
-    with KubeApi() as api:
+    with _cluster(api_version) as api:
         api.put(_object(kind, api_version))
         c = asyncio.run(
             _replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.4))
@@ -230,6 +237,31 @@ def test_an_unserved_api_version_is_named(tmp_path: Path) -> None:
     assert "v1alpha1 is not served" in asyncio.run(go(loaded))
     assert "serves: v1alpha2" in asyncio.run(go(loaded))
     assert "llm-d.ai is not installed" in asyncio.run(go(rewrite))
+
+
+def test_the_rewrite_group_the_endpoint_picker_ignores_is_refused_when_both_are_served() -> None:
+    """With both InferenceModelRewrite CRDs installed, llm-d's endpoint picker reads llm-d.ai
+    and ignores the legacy objects: driving one of those moved no traffic, silently."""
+    legacy = _rule("InferenceModelRewrite", "inference.networking.x-k8s.io/v1alpha2")
+    current = _rule("InferenceModelRewrite", "llm-d.ai/v1alpha2")
+
+    async def go(rule: LoadedRule, api: KubeApi) -> str | None:
+        async with client.ApiClient(client.Configuration(host=api.url)) as ac:
+            router = make_router(rule, api=ac)
+            try:
+                await router.check_served()
+            except RouterError as exc:
+                return str(exc)
+            return None
+
+    with KubeApi() as both:
+        refused = asyncio.run(go(legacy, both))
+        assert asyncio.run(go(current, both)) is None
+    assert refused is not None
+    assert "both inference.networking.x-k8s.io and llm-d.ai/v1alpha2" in refused
+    assert "set target.apiVersion: llm-d.ai/v1alpha2" in refused
+    with KubeApi(without=("llm-d",)) as legacy_only:
+        assert asyncio.run(go(legacy, legacy_only)) is None
 
 
 def test_an_invalid_write_is_refused_by_the_emulator() -> None:

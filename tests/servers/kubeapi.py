@@ -77,10 +77,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class KubeApi(ThreadedServer):
-    def __init__(self, crd_dir: Path = CRD_DIR) -> None:
+    def __init__(self, crd_dir: Path = CRD_DIR, without: tuple[str, ...] = ()) -> None:
+        """``without``: leave out the CRD files whose names contain one of these."""
         self.resources: dict[tuple[str, str], tuple[str, str]] = {}  # (group, plural)->(kind,..)
         self.served: dict[str, list[str]] = {}
         for path in crd_dir.glob("*.yaml"):
+            if any(part in path.name for part in without):
+                continue
             crd = YAML(typ="safe").load(path.read_text())
             group, names = crd["spec"]["group"], crd["spec"]["names"]
             for v in crd["spec"]["versions"]:
@@ -194,6 +197,7 @@ class KubeApi(ThreadedServer):
         resources = [
             {
                 "name": p,
+                "singularName": k.lower(),
                 "kind": k,
                 "namespaced": True,
                 "verbs": ["get", "list", "watch", "patch", "update"],
