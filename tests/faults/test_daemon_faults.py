@@ -9,6 +9,7 @@ rollout resumes and finishes by itself once the API answers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from analyzer.cli import main
+from analyzer.notify.webhook import IDEMPOTENCY_HEADER
 from tests.conftest import fresh_demo
 from tests.servers.kubeapi import Fault
 from tests.servers.promserver import free_port
@@ -100,6 +102,12 @@ def test_resets_and_500s_mid_rollout_are_outlasted(world: World) -> None:
     actions = [d["action"] for d in state["history"]]
     assert actions[0] == "start" and actions[-1] == "promote" and "error" not in actions
     assert b"rollout_degraded" in err and b"rollout_error" not in err
+    # Every decision announced exactly once (per Idempotency-Key), none left undelivered;
+    # the outage was too short (< 5 min) to be announced itself.
+    w.receiver.wait_for(len(actions), timeout=30)
+    keys = [r.headers[IDEMPOTENCY_HEADER] for r in w.receiver.requests]
+    sent = [json.loads(r.body)["decision"]["action"] for r in w.receiver.requests]
+    assert len(keys) == len(set(keys)) and sent == actions
 
 
 def test_an_unreachable_broker_at_start_is_retried_then_named(
