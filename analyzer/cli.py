@@ -209,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     rsub = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
     val = rsub.add_parser("validate", help="check rule files; exit 1 on any problem")
     val.add_argument("paths", nargs="+", help="rule files or directories")
+    val.add_argument(
+        "--strict",
+        action="store_true",
+        help="also check what the rules need where they run: every referenced secret set "
+        "(env) or readable (file), target.file present and routing the rule's model",
+    )
     val.set_defaults(func="rules:cmd_rules_validate")
     sch = rsub.add_parser("schema", help="print the rule JSON Schema")
     sch.set_defaults(func="rules:cmd_rules_schema")

@@ -21,12 +21,22 @@ def cmd_rules_validate(args: argparse.Namespace) -> int:
         print(err)
     for note in skipped:
         print(note)
+    failed = bool(errors)
     for r in rules:
+        if args.strict:
+            from analyzer.commands.strict import problems  # reads manifests: only when asked
+
+            found, notes = problems(r)
+            for line in [*found, *notes]:
+                print(line)
+            if found:
+                failed = True
+                continue
         print(f"{r.source}:{r.line}: rule {r.name} ok")
     if not rules and not errors:
         print("no rule files found")
         return 2
-    return 1 if errors else 0
+    return 1 if failed else 0
 
 
 def cmd_rules_schema(args: argparse.Namespace) -> int:

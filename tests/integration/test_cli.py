@@ -42,6 +42,42 @@ def test_rules_validate_skips_a_manifest_beside_the_rules_but_not_a_mistyped_rul
     assert "kind: Input should be 'CanaryRule'" in capsys.readouterr().out
 
 
+def test_rules_validate_strict_checks_secrets_and_the_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = fresh_demo(tmp_path)
+    rule = work / "rule.yaml"
+    rule.write_text(
+        rule.read_text()
+        + "  notify:\n"
+        + "  - {type: webhook, url: {env: CA_STRICT_HOOK}, secret: {file: "
+        + str(tmp_path / "key")
+        + "}}\n"
+        + "  - {type: slack, webhookUrl: {env: CA_STRICT_SLACK}}\n"
+    )
+    manifest = work / "inferencemodel.yaml"
+    manifest.write_text(manifest.read_text().replace("modelName: lora-request", "modelName: x"))
+    monkeypatch.delenv("CA_STRICT_HOOK", raising=False)
+    monkeypatch.delenv("CA_STRICT_SLACK", raising=False)
+    capsys.readouterr()
+    assert main(["rules", "validate", str(rule)]) == 0  # the syntax is fine
+    capsys.readouterr()
+    assert main(["rules", "validate", "--strict", str(rule)]) == 1
+    out = capsys.readouterr().out
+    key = tmp_path / "key"
+    missing = f"env CA_STRICT_HOOK, env CA_STRICT_SLACK, file {key}"
+    assert f"secrets not set or not readable: {missing}" in out
+    assert "target.file:" in out and "lora-request" in out
+    assert "embedded mode only" in out and "rule lora-request-canary ok" not in out
+    monkeypatch.setenv("CA_STRICT_HOOK", "http://127.0.0.1:9/hook")
+    monkeypatch.setenv("CA_STRICT_SLACK", "http://127.0.0.1:9/slack")
+    key.write_text("k")
+    manifest.write_text(manifest.read_text().replace("modelName: x", "modelName: lora-request"))
+    assert main(["rules", "validate", "--strict", str(rule)]) == 0
+    out = capsys.readouterr().out
+    assert "rule lora-request-canary ok" in out and "http://127.0.0.1:9" not in out
+
+
 def test_rules_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
