@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="judge a live or recorded access log (embedded mode)")
     run.add_argument("--rules", action="append", help="rule file or directory (repeatable)")
     run.add_argument("--events", help="JSONL access log (.gz ok), or - for stdin")
+    run.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep reading --events as it grows, across rotation (tail -F), until every "
+        "rollout finished or Ctrl-C",
+    )
     run.add_argument("--workdir", help="demo mode: where to copy the bundled files")
     run.add_argument("--kubeconfig", help="cluster mode: kubeconfig (default: in-cluster)")
     run.add_argument("--lease-name", default="canary-analyzer", help="leader-election Lease")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from analyzer.commands.strict import problems as strict_problems
 from analyzer.config import RuleError, json_schema, load_rules
 
 
@@ -24,9 +25,7 @@ def cmd_rules_validate(args: argparse.Namespace) -> int:
     failed = bool(errors)
     for r in rules:
         if args.strict:
-            from analyzer.commands.strict import problems  # reads manifests: only when asked
-
-            found, notes = problems(r)
+            found, notes = strict_problems(r)
             for line in [*found, *notes]:
                 print(line)
             if found:

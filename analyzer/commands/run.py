@@ -76,6 +76,7 @@ async def run_file(
     dry_run: bool,
     progress: Progress | None,
     max_skew: float = DEFAULT_MAX_SKEW,
+    follow: bool = False,
 ) -> FileRun:
     listener = ProgressListener(progress) if progress else None
     controllers = build_controllers(rules, dry_run, listener)
@@ -84,8 +85,8 @@ async def run_file(
         raise SetupError([problem])
     engine = Engine(controllers, max_skew=max_skew)
     run = FileRun(engine, controllers)
-    live = events == "-"  # a pipe is live: nothing in it can be from the future
-    async for batch in stream_batches(events):
+    live = events == "-" or follow  # live: nothing in it can be from the future
+    async for batch in stream_batches(events, follow=follow):
         await engine.feed_lines(batch, time.time() if live else None)
         if listener is not None:
             listener.flush(controllers)
@@ -214,6 +215,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not events:
         print("--events FILE|- is required with --rules", file=sys.stderr)
         return 2
+    if args.follow and (events == "-" or events.endswith(".gz")):
+        print(
+            "error: --follow reads a growing plain file (tail -F); stdin is followed anyway "
+            "and a .gz file cannot grow",
+            file=sys.stderr,
+        )
+        return 2
     rules = load_rule_files(rule_paths)
     for loaded in rules:
         print(
@@ -226,7 +234,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("time      rule  step  share  age  n=baseline/canary  checks  => verdict")
     started = time.monotonic()
     run = asyncio.run(
-        run_file(rules, events, args.dry_run, Progress(sys.stdout), args.max_event_skew)
+        run_file(
+            rules, events, args.dry_run, Progress(sys.stdout), args.max_event_skew, args.follow
+        )
     )
     rollouts = asyncio.run(summarize(run.controllers))
     print()

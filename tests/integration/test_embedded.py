@@ -12,6 +12,8 @@ import json
 import random
 import re
 import shutil
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from analyzer.cli import main
+from analyzer.commands.run import run_file
 from analyzer.config import load_rules
 from analyzer.notify.base import NoopNotifier
 from analyzer.routers.factory import make_router
@@ -529,3 +532,37 @@ def test_a_command_left_on_a_finished_rollout_does_not_touch_the_next(
     actions = [d["action"] for d in second["decisions"]]
     assert actions[0] == "start" and "rollback" not in actions, actions
     assert key not in YAML().load(manifest.read_text())["metadata"]["annotations"]
+
+
+def test_follow_reads_a_growing_rotated_log_as_a_replay_of_it_would(
+    tmp_path: Path, simulated_log: Callable[..., Path]
+) -> None:
+    """``run --events FILE --follow``: the log written in three parts while it is read, the
+    third after the file was rotated (renamed, a new one at its path), as logrotate does."""
+    lines = simulated_log(canary_ttft_factor=1.0).read_bytes().splitlines(keepends=True)
+    third = len(lines) // 3
+    work = fresh_demo(tmp_path / "follow")
+    log = work / "live.jsonl"
+    log.write_bytes(b"".join(lines[:third]))
+
+    def writer() -> None:
+        time.sleep(0.5)
+        with log.open("ab") as fh:
+            fh.write(b"".join(lines[third : 2 * third]))
+        time.sleep(0.5)
+        log.rename(work / "live.jsonl.1")
+        time.sleep(0.5)
+        (work / "live.jsonl").write_bytes(b"".join(lines[2 * third :]))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    rules = load_rules([work / "rule.yaml"])[0]
+    followed = asyncio.run(run_file(rules, str(log), False, None, follow=True))
+    thread.join()
+    clean = fresh_demo(tmp_path / "clean")
+    whole = asyncio.run(
+        run_file(load_rules([clean / "rule.yaml"])[0], str(lines_log(tmp_path, lines)), False, None)
+    )
+    decided = [(d.at, d.action) for d in followed.controllers[0].decisions]
+    assert decided == [(d.at, d.action) for d in whole.controllers[0].decisions]
+    assert decided[-1][1] == "promote"  # and run stopped by itself once it was over
