@@ -187,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--workdir", help="demo mode: where to copy the bundled files")
     sim.add_argument(
+        "--in-place",
+        action="store_true",
+        help="write the simulated weights to the rules' manifests (default: to copies)",
+    )
+    sim.add_argument(
         "--canary-ttft-factor", type=float, default=1.0, help="canary TTFT / baseline TTFT"
     )
     sim.add_argument(

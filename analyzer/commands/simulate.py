@@ -1,15 +1,19 @@
 """``simulate``: a closed loop, a generated gateway following the weights the analyzer writes.
 
-Must not: write the user's files other than the manifest its rule routes and ``--record``.
+Must not: write the user's files other than ``--record`` (and the manifests, with
+``--in-place``): by default each rule routes a copy of its manifest.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +101,27 @@ async def _simulate(args: argparse.Namespace, rules: list[LoadedRule]) -> list[d
     return await summarize(controllers)
 
 
+def on_copies(rules: list[LoadedRule], where: Path) -> list[LoadedRule]:
+    """The rules, each routing a copy (under ``where``) of the manifest it names; rules that
+    share a manifest share its copy."""
+    copies: dict[Path, Path] = {}
+    out = []
+    for loaded in rules:
+        source = loaded.manifest_path
+        if source is None or not source.is_file():
+            out.append(loaded)  # nothing to copy: the router says what is wrong
+            continue
+        resolved = source.resolve()
+        if resolved not in copies:
+            copies[resolved] = where / f"{len(copies)}-{source.name}"
+            shutil.copyfile(source, copies[resolved])
+        spec = loaded.rule.spec
+        target = spec.target.model_copy(update={"file": str(copies[resolved])})
+        rule = loaded.rule.model_copy(update={"spec": spec.model_copy(update={"target": target})})
+        out.append(replace(loaded, rule=rule))
+    return out
+
+
 def _line_time(line: bytes) -> str:
     # Simulated lines start with the ISO timestamp, so text order is time order.
     return line[:48].decode(errors="replace")
@@ -113,7 +138,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     rules = load_rule_files(rule_paths)
     if args.dry_run:
         print(DRY_RUN_BANNER, file=out)
-    rollouts = asyncio.run(_simulate(args, rules))
+    with tempfile.TemporaryDirectory(prefix="canary-analyzer-simulate-") as scratch:
+        if args.rules and not args.in_place:
+            rules = on_copies(rules, Path(scratch))
+            print("simulate: weights go to copies of the manifests (--in-place: to them)", file=out)
+        rollouts = asyncio.run(_simulate(args, rules))
     failed = backtest_failures(rollouts, args.fail_on)
     print(file=out)
     print_summary(rollouts, out)

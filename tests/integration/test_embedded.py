@@ -323,6 +323,7 @@ def test_two_rules_run_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixtur
             "--canary-ttft-factor",
             "1.4",
             "--json",
+            "--in-place",  # the manifests themselves, to check what was written
         ]
     )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -566,3 +567,21 @@ def test_follow_reads_a_growing_rotated_log_as_a_replay_of_it_would(
     decided = [(d.at, d.action) for d in followed.controllers[0].decisions]
     assert decided == [(d.at, d.action) for d in whole.controllers[0].decisions]
     assert decided[-1][1] == "promote"  # and run stopped by itself once it was over
+
+
+def test_simulate_leaves_the_users_manifest_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, a simulation wrote its weights (and its state annotation) into the manifest the
+    rule names: a user's real file, changed by a what-if."""
+    work = fresh_demo(tmp_path)
+    manifest = work / "inferencemodel.yaml"
+    before = manifest.read_bytes()
+    argv = ["simulate", "--rules", str(work / "rule.yaml"), "--start", "1795662000", "--json"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert doc["rollouts"][0]["phase"] == "Succeeded"
+    assert manifest.read_bytes() == before
+    assert main([*argv, "--in-place"]) == 0
+    assert manifest.read_bytes() != before
+    assert "canary-analyzer.io/rollout.lora-request-canary" in manifest.read_text()
