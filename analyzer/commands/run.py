@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import gc
 import shutil
 import sys
@@ -53,7 +54,13 @@ def unreadable(events: str) -> str | None:
 
 
 def demo_dir(workdir: str | None, names: Sequence[str] = DEMO_FILES) -> Path:
-    target = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="canary-analyzer-demo-"))
+    """The bundled demo files copied to ``workdir``, or to a temporary folder removed when
+    the process exits (a demo leaves nothing behind unless asked to)."""
+    if workdir:
+        target = Path(workdir)
+    else:
+        target = Path(tempfile.mkdtemp(prefix="canary-analyzer-demo-"))
+        atexit.register(shutil.rmtree, target, ignore_errors=True)
     target.mkdir(parents=True, exist_ok=True)
     demo = resources.files("analyzer") / "demo"
     for name in names:
@@ -209,7 +216,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     if not rule_paths:
         demo = demo_dir(args.workdir)
-        print(f"demo: rules, manifest and access log copied to {demo}")
+        kept = "" if args.workdir else " (removed at exit; --workdir DIR keeps them)"
+        print(f"demo: rules, manifest and access log copied to {demo}{kept}")
         rule_paths = [str(demo / "rule.yaml")]
         events = events or str(demo / "access-log.jsonl.gz")
     if not events:

@@ -133,7 +133,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     rule_paths = args.rules
     if not rule_paths:
         demo = demo_dir(args.workdir, DEMO_FILES[:2])
-        print(f"demo: rules and manifest copied to {demo}", file=out)
+        kept = "" if args.workdir else " (removed at exit; --workdir DIR keeps them)"
+        print(f"demo: rules and manifest copied to {demo}{kept}", file=out)
         rule_paths = [str(demo / "rule.yaml")]
     rules = load_rule_files(rule_paths)
     if args.dry_run:

@@ -1,6 +1,7 @@
 import argparse
 import gzip
 import json
+import os
 import re
 import subprocess
 import sys
@@ -317,3 +318,22 @@ def test_override_choices_are_the_machines_commands() -> None:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     action = next(a for a in sub.choices["override"]._actions if a.dest == "action")
     assert tuple(action.choices or ()) == COMMANDS
+
+
+def test_the_demo_leaves_no_temporary_folder_behind(tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "analyzer", *argv]
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+    for argv in (["simulate", "--max-duration", "30"], ["run"]):
+        done = cli(*argv)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"copied to {scratch}" in done.stdout and "removed at exit" in done.stdout
+        assert list(scratch.iterdir()) == []  # before: one canary-analyzer-demo-* per run
+    kept = tmp_path / "kept"
+    done = cli("simulate", "--max-duration", "30", "--workdir", str(kept))
+    assert done.returncode == 0 and (kept / "rule.yaml").is_file()
