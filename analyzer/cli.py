@@ -245,9 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="rollouts recorded on the routed objects")
     st.add_argument(
-        "--rules", action="append", required=True, help="rule file or directory (repeatable)"
+        "--rules",
+        action="append",
+        help="rule file or directory (repeatable); without: every rollout recorded on the "
+        "routable objects of --namespace in the cluster",
     )
     st.add_argument("--kubeconfig", help="for rules that route cluster objects")
+    st.add_argument(
+        "-n", "--namespace", default="default", help="without --rules: the namespace to list"
+    )
     st.add_argument(
         "-o",
         "--output",

@@ -12,19 +12,70 @@ import time
 from typing import Any
 
 import orjson
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 from ruamel.yaml import YAML
 
 from analyzer.commands.report import check_brief, clock, print_table, weights
 from analyzer.config import LoadedRule
-from analyzer.rollout.state import RolloutState, annotation_key
+from analyzer.rollout.state import ANNOTATION_PREFIX, RolloutState, annotation_key
 from analyzer.routers.base import ConflictError, RoutedObject, RouterError, command_key
 from analyzer.routers.factory import make_router
 from analyzer.routers.kubeconfig import api_client
 from analyzer.runtime.wiring import load_rule_files
 
+GIE = "inference.networking.x-k8s.io"
+ROUTED_KINDS = (
+    (GIE, "v1alpha1", "inferencemodels", "InferenceModel"),
+    (GIE, "v1alpha2", "inferencemodels", "InferenceModel"),
+    (GIE, "v1alpha2", "inferencemodelrewrites", "InferenceModelRewrite"),
+    ("llm-d.ai", "v1alpha2", "inferencemodelrewrites", "InferenceModelRewrite"),
+)
+
+
+async def _cluster_rollouts(kubeconfig: str | None, namespace: str) -> list[dict[str, Any]]:
+    """Every rollout recorded on the routable objects of ``namespace`` (their state
+    annotations), without the rule files: what `kubectl argo rollouts get` shows."""
+    api = await api_client(kubeconfig)
+    now, records = time.time(), []
+    try:
+        custom = client.CustomObjectsApi(api)
+        for group, version, plural, kind in ROUTED_KINDS:
+            try:
+                listed = await custom.list_namespaced_custom_object(
+                    group, version, namespace, plural, _request_timeout=10
+                )
+            except ApiException as exc:
+                if exc.status == 404:  # not served in this cluster
+                    continue
+                raise RouterError(f"listing {plural}.{group}: API error {exc.status}") from None
+            for item in listed.get("items", []):
+                meta = item["metadata"]
+                annotations = meta.get("annotations") or {}
+                for key, raw in sorted(annotations.items()):
+                    if not key.startswith(ANNOTATION_PREFIX):
+                        continue
+                    rule = key.removeprefix(ANNOTATION_PREFIX)
+                    state = RolloutState.loads(raw)
+                    obj = RoutedObject(meta["resourceVersion"], state.applied, annotations)
+                    record = _record(rule, obj, now)
+                    record["object"] = f"{kind} {namespace}/{meta['name']} ({group}/{version})"
+                    records.append(record)
+    finally:
+        await api.close()
+    return records
+
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """The rollouts as recorded on their objects: one table row each, then its last checks."""
+    """The rollouts as recorded on their objects: one table row each, then its last checks.
+    Without ``--rules``, those recorded on every routable object of ``--namespace``."""
+    if not args.rules:
+        try:
+            found = asyncio.run(_cluster_rollouts(args.kubeconfig, args.namespace))
+        except (RouterError, OSError) as exc:  # no kubeconfig, or the API unreachable
+            print(f"status: {exc}", file=sys.stderr)
+            return 1
+        return _show(found, args.output)
     rules = load_rule_files(args.rules)
 
     async def gather() -> list[tuple[LoadedRule, RoutedObject | str]]:
@@ -47,29 +98,32 @@ def cmd_status(args: argparse.Namespace) -> int:
         return rows
 
     now = time.time()
-    records = [_record(loaded, obj, now) for loaded, obj in asyncio.run(gather())]
+    return _show([_record(r.name, obj, now) for r, obj in asyncio.run(gather())], args.output)
+
+
+def _show(records: list[dict[str, Any]], output: str) -> int:
     # Through JSON once: numbers from the state (numpy scalars among them) become plain ones.
     plain = orjson.dumps(records, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-    if args.output == "json":
+    if output == "json":
         sys.stdout.buffer.write(plain + b"\n")
-    elif args.output == "yaml":
+    elif output == "yaml":
         yaml = YAML(typ="safe")
         yaml.default_flow_style = False
         yaml.dump(orjson.loads(plain), sys.stdout)
     else:
-        _print_status(records, wide=args.output == "wide")
+        _print_status(records, wide=output == "wide")
     return 1 if any(r["phase"] == "Error" for r in records) else 0
 
 
-def _record(loaded: LoadedRule, obj: RoutedObject | str, now: float) -> dict[str, Any]:
+def _record(rule: str, obj: RoutedObject | str, now: float) -> dict[str, Any]:
     """One rollout as recorded on its object (kubectl-style status, as data)."""
-    record: dict[str, Any] = {"rule": loaded.name, "phase": "Error", "error": None}
+    record: dict[str, Any] = {"rule": rule, "phase": "Error", "error": None}
     if isinstance(obj, str):
         record["error"] = obj
         return record
     record["weights"] = dict(obj.targets)
-    record["pending_command"] = obj.annotations.get(command_key(loaded.name))
-    raw = obj.annotations.get(annotation_key(loaded.name))
+    record["pending_command"] = obj.annotations.get(command_key(rule))
+    raw = obj.annotations.get(annotation_key(rule))
     if raw is None:
         record["phase"] = "NotStarted"
         return record

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -576,6 +577,16 @@ def test_status_reads_cluster_objects(
         rule.write_text(rule_text(kind, api_version))
         capsys.readouterr()
         assert main(["status", "--rules", str(rule), "--kubeconfig", str(kubeconfig)]) == 0
-    out = capsys.readouterr().out
+        out = capsys.readouterr().out
+        # Without the rule files: every rollout recorded in the namespace, from the objects.
+        assert main(["status", "--kubeconfig", str(kubeconfig), "-o", "json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert main(["status", "--kubeconfig", str(kubeconfig), "-n", "elsewhere"]) == 0
+        nothing = capsys.readouterr().out
     assert re.search(r"lora-request-canary\s+RolledBack\s+1/4\s+0%", out)
     assert "last: rollback" in out and "ttft x" in out  # the evidence of the last decision
+    assert [(r["rule"], r["phase"], r["object"]) for r in listed] == [
+        ("lora-request-canary", "RolledBack", f"{kind} default/routed ({api_version})")
+    ]
+    assert listed[0]["last_decision"]["action"] == "rollback"
+    assert "lora-request-canary" not in nothing
