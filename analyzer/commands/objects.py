@@ -30,6 +30,7 @@ ROUTED_KINDS = (
     (GIE, "v1alpha2", "inferencemodels", "InferenceModel"),
     (GIE, "v1alpha2", "inferencemodelrewrites", "InferenceModelRewrite"),
     ("llm-d.ai", "v1alpha2", "inferencemodelrewrites", "InferenceModelRewrite"),
+    ("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute"),
 )
 
 

@@ -164,46 +164,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     rule_paths = args.rules
     events = args.events
-    if args.kafka:
-        if not rule_paths:
-            print("--kafka needs --rules", file=sys.stderr)
-            return 2
-        try:
-            settings = KafkaSettings.from_env()
-        except (ValueError, OSError) as exc:
-            print(f"kafka settings: {exc}", file=sys.stderr)
-            return 2
-        # Everything imported so far lives as long as the process: out of the collector's
-        # sight, full collections (which the Kafka client's per-record objects trigger every
-        # few seconds) stop walking it. Rules and controllers come after, so the ones a reload
-        # replaces are still collected. Measured on a million lines: 1.0 s of collections
-        # down to 0.2 s, 16% more lines per second (bench/RESULTS.md, "Kafka ingest").
-        gc.freeze()
-        rules = load_rule_files(rule_paths)
-        daemon = Daemon(
-            DaemonSettings(
-                rules,
-                settings,
-                args.dry_run,
-                args.kubeconfig,
-                args.lease_name,
-                args.lease_namespace,
-                args.http_port,
-                [Path(p) for p in rule_paths],
-                args.max_event_skew,
-                args.http_host,
-            ),
-            ProgressListener(Progress(sys.stdout)),
-        )
-        rollouts = asyncio.run(daemon.run())
-        if daemon.supervisor.fatal is not None:
-            print(f"stopping: {daemon.supervisor.fatal}", file=sys.stderr)
-        print_summary(rollouts, sys.stdout)
-        return 1 if any(r["name"] == "daemon" for r in rollouts) else 0
+    if args.kafka or (rule_paths and not events):
+        return _daemon(args, rule_paths)
     if args.kubeconfig:
         print(
-            "error: --kubeconfig is for the cluster daemon (run --kafka); a rule whose target "
-            "has file: is judged without a cluster",
+            "error: --kubeconfig is for the cluster daemon (run --kafka, or run --rules alone "
+            "for rules whose checks all query Prometheus); a rule whose target has file: is "
+            "judged without a cluster",
             file=sys.stderr,
         )
         return 2
@@ -283,3 +250,56 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(events_line(run.engine.stats))
         print_failures(failed, args.fail_on, sys.stdout)
     return exit_status(rollouts, failed)
+
+
+def _daemon(args: argparse.Namespace, rule_paths: list[str] | None) -> int:
+    """The cluster daemon: Kafka in, or (rules whose checks all query Prometheus, no access
+    log to read) the wall clock alone."""
+    if not rule_paths:
+        print("--kafka needs --rules", file=sys.stderr)
+        return 2
+    kafka: KafkaSettings | None = None
+    if args.kafka:
+        try:
+            kafka = KafkaSettings.from_env()
+        except (ValueError, OSError) as exc:
+            print(f"kafka settings: {exc}", file=sys.stderr)
+            return 2
+    # Everything imported so far lives as long as the process: out of the collector's
+    # sight, full collections (which the Kafka client's per-record objects trigger every
+    # few seconds) stop walking it. Rules and controllers come after, so the ones a reload
+    # replaces are still collected. Measured on a million lines: 1.0 s of collections
+    # down to 0.2 s, 16% more lines per second (bench/RESULTS.md, "Kafka ingest").
+    gc.freeze()
+    rules = load_rule_files(rule_paths)
+    reading = [r.name for r in rules if r.rule.spec.accesslog_checks]
+    if kafka is None and reading:
+        print(
+            f"error: rule {', '.join(reading)} has access-log checks: give the log with "
+            "--events FILE|- or --kafka (only rules whose checks all query Prometheus run "
+            "without one)",
+            file=sys.stderr,
+        )
+        return 2
+    if kafka is None:
+        print("no access log: every check queries Prometheus; judging on the wall clock")
+    daemon = Daemon(
+        DaemonSettings(
+            rules,
+            kafka,
+            args.dry_run,
+            args.kubeconfig,
+            args.lease_name,
+            args.lease_namespace,
+            args.http_port,
+            [Path(p) for p in rule_paths],
+            args.max_event_skew,
+            args.http_host,
+        ),
+        ProgressListener(Progress(sys.stdout)),
+    )
+    rollouts = asyncio.run(daemon.run())
+    if daemon.supervisor.fatal is not None:
+        print(f"stopping: {daemon.supervisor.fatal}", file=sys.stderr)
+    print_summary(rollouts, sys.stdout)
+    return 1 if any(r["name"] == "daemon" for r in rollouts) else 0

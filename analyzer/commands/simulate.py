@@ -61,6 +61,8 @@ async def _simulate(args: argparse.Namespace, rules: list[LoadedRule]) -> list[d
                 canary_ttft_factor=args.canary_ttft_factor,
                 canary_error_rate=args.canary_error_rate,
                 malformed_ratio=args.malformed_ratio,
+                pool=None if c.spec.target.kind == "HTTPRoute" else "vllm-pool",
+                namespace=c.spec.target.namespace,
             ),
             seed=args.seed + i,
         )

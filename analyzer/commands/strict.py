@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from analyzer.config import LoadedRule, SecretRef
 from analyzer.routers.base import RouterError
-from analyzer.routers.file import FileRouter
+from analyzer.routers.factory import make_router
 
 
 def secret_refs(node: object) -> Iterator[SecretRef]:
@@ -53,11 +53,10 @@ def problems(loaded: LoadedRule) -> tuple[list[str], list[str]]:
     if manifest is not None:
         notes.append(
             f"{where}: target.file is set: embedded mode only (run --events / replay); the "
-            "cluster daemon refuses it, so leave it out of rules you deploy"
+            "daemon refuses it in a pod, so leave it out of rules you deploy"
         )
-        spec = loaded.rule.spec
         try:
-            asyncio.run(FileRouter(manifest, spec.target, spec.model).read())
+            asyncio.run(make_router(loaded).read())
         except RouterError as exc:
             found.append(f"{where}: target.file: {exc}")
     return found, notes

@@ -40,6 +40,27 @@ class FieldSpec(RuleModel):
     path: str = Field(min_length=1)
     unit: TimeUnit | None = None
     format: TimestampFormat | None = None
+    pattern: str | None = Field(
+        default=None,
+        description="target only: a regular expression whose one capture group is the name "
+        "(e.g. the pool in an Envoy cluster name); a value it does not match is kept whole",
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _one_group(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            groups = re.compile(value).groups
+        except re.error as exc:
+            raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+        if groups != 1:
+            raise ValueError(
+                f"pattern needs exactly one capture group (the name), it has {groups}; "
+                "write other groups as (?:...)"
+            )
+        return value
 
 
 def _field_spec(value: object) -> object:
@@ -80,6 +101,13 @@ class EventsSpec(RuleModel):
             elif not re.fullmatch(r"[1-5]xx", item):
                 raise ValueError(f"{item!r} is neither a status code nor a class like 5xx")
         return value
+
+    @model_validator(mode="after")
+    def _pattern_on_target_only(self) -> EventsSpec:
+        others = sorted(n for n, f in self.fields.items() if f.pattern and n != "target")
+        if others:
+            raise ValueError(f"pattern is read for the target field only, not {', '.join(others)}")
+        return self
 
     @model_validator(mode="after")
     def _required_mapped(self) -> EventsSpec:

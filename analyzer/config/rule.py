@@ -28,14 +28,24 @@ KNOWN_API_VERSIONS: dict[str, tuple[str, ...]] = {
         "inference.networking.x-k8s.io/v1alpha2",
     ),
     "InferenceModelRewrite": ("llm-d.ai/v1alpha2", "inference.networking.x-k8s.io/v1alpha2"),
+    "HTTPRoute": ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"),
 }
+MAX_TARGETS = {"HTTPRoute": 16}
+"""Targets one object may route (backendRefs of an HTTPRoute rule); 10 for the others."""
 
 
 class TargetRef(RuleModel):
-    kind: Literal["InferenceModel", "InferenceModelRewrite"]
+    kind: Literal["InferenceModel", "InferenceModelRewrite", "HTTPRoute"]
     api_version: str
     namespace: str = Field(default="default", min_length=1, max_length=63)
     name: str = Field(min_length=1, max_length=253)
+    rule_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="HTTPRoute only: the one route rule (spec.rules[].name) to re-weight; "
+        "default: every rule whose backendRefs name a pool of the rule's groups",
+    )
     file: str | None = Field(
         default=None, description="manifest on disk (embedded file router), relative to the rule"
     )
@@ -52,6 +62,12 @@ class TargetRef(RuleModel):
                 f"apiVersion {value!r} is not known for {kind}; use one of: {', '.join(allowed)}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _rule_name_for_routes(self) -> TargetRef:
+        if self.rule_name is not None and self.kind != "HTTPRoute":
+            raise ValueError("ruleName selects a rule of an HTTPRoute; drop it for " + self.kind)
+        return self
 
 
 def _check_source(value: Any) -> str:
@@ -86,8 +102,8 @@ AnyCheck = Annotated[
 class RuleSpec(RuleModel):
     target: TargetRef
     model: str = Field(min_length=1, max_length=256)
-    baseline: list[str] = Field(min_length=1, max_length=10)
-    canary: list[str] = Field(min_length=1, max_length=10)
+    baseline: list[str] = Field(min_length=1, max_length=16)
+    canary: list[str] = Field(min_length=1, max_length=16)
     steps: list[int] = Field(min_length=1)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     checks: list[AnyCheck] = Field(default_factory=_default_checks, min_length=1)  # type: ignore[arg-type]
@@ -128,9 +144,17 @@ class RuleSpec(RuleModel):
         both = sorted(set(baseline) & set(value))
         if both:
             raise ValueError(f"baseline and canary must be disjoint; both list {', '.join(both)}")
-        if len(baseline) + len(value) > 10:
-            raise ValueError("baseline and canary together exceed 10 targets (the CRD maximum)")
         return value
+
+    @model_validator(mode="after")
+    def _fits_the_object(self) -> RuleSpec:
+        limit = MAX_TARGETS.get(self.target.kind, 10)
+        if len(self.baseline) + len(self.canary) > limit:
+            raise ValueError(
+                f"baseline and canary together exceed {limit} targets "
+                f"(the {self.target.kind} maximum)"
+            )
+        return self
 
     @field_validator("checks")
     @classmethod

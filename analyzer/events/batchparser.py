@@ -225,7 +225,11 @@ class BatchParser:
                 where = where[keep]
                 model = model[keep]
         n = len(rows)
-        target = labels.encode(list(map(attrgetter("f_target"), rows)))
+        raw_targets = map(attrgetter("f_target"), rows)
+        target_of = self.parser.target_of
+        target = labels.encode(
+            list(raw_targets if target_of is None else map(target_of, raw_targets))
+        )
         ts = self._timestamps(list(map(attrgetter("f_timestamp"), rows)))
         status = self._column(rows, "status")
         ttft = self._column(rows, "ttft") / self._units.get("ttft", 1.0)

@@ -10,7 +10,9 @@ Must not: know about rollouts, windows or transports.
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -120,6 +122,19 @@ def _timestamp(value: Any, fmt: str) -> float:
     return ts
 
 
+def _extractor(pattern: re.Pattern[str]) -> Callable[[str], str]:
+    """The capture group of the first match, or the value whole when it does not match (it
+    then names no adapter of the rule and counts as unattributed). Cached: a log has few
+    distinct cluster names, and the batch parser maps every row."""
+
+    @functools.lru_cache(maxsize=4096)
+    def name(value: str) -> str:
+        found = pattern.search(value)
+        return value if found is None or found.group(1) is None else found.group(1)
+
+    return name
+
+
 class EventParser:
     """Turns log lines into AccessEvents with one rule set's field mapping.
 
@@ -137,6 +152,11 @@ class EventParser:
         }
         self.is_error = ErrorRule(spec.error_statuses, spec.error_finish_reasons)
         self._max = spec.max_line_bytes
+        pattern = fields["target"].pattern
+        self.target_of: Callable[[str], str] | None = (
+            _extractor(re.compile(pattern)) if pattern else None
+        )
+        """The target's name in its raw value (the ``pattern``), None when it is the value."""
 
     def parse_line(self, line: bytes | str) -> AccessEvent | None:
         """One line in, an event or None out; the outcome is always counted."""
@@ -257,6 +277,8 @@ class EventParser:
         # A line of a watched model that names no adapter is kept: the rule counts it as
         # unattributed (with the lines of adapters in neither group) instead of losing it.
         target = self._text(obj, "target", False) or ""
+        if self.target_of is not None:
+            target = self.target_of(target)
         ts_spec = self._fields["timestamp"][0]
         ts = _timestamp(self._get(obj, "timestamp", True), ts_spec.format or "auto")
         status_raw = self._get(obj, "status", False)

@@ -1,11 +1,14 @@
 """What guards a rollout's actions before they are applied: the weights they lead to, the
-data-quality gate that holds a step whose data the analyzer could not attribute, and the
-warm-up guard that rolls back a canary far off while the step's evidence is still warming up.
+data-quality gate that holds a step whose data the analyzer could not attribute, the
+warm-up guard that rolls back a canary far off while the step's evidence is still warming up,
+and the check that the traffic follows the weights written.
 
 Must not: do I/O, read clocks, or decide a verdict (machine.py turns verdicts into actions).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from analyzer.analysis.checks import guarded_tolerance
 from analyzer.analysis.judge import Verdict, judge
@@ -15,6 +18,7 @@ from analyzer.config import AnalysisSpec, RuleSpec
 from analyzer.rollout.machine import Announce, RestoreWeights, RolloutAction, SetCanaryPercent
 from analyzer.rollout.state import RolloutState
 from analyzer.rollout.weights import Target, WeightLimits, canary_share, split
+from analyzer.stats.share import follow_band, not_following, wilson_interval
 
 
 def targets_after(
@@ -86,3 +90,47 @@ def warmup_verdict(spec: RuleSpec, windows: StepWindows | None, now: float) -> V
     ]
     verdict = judge(checks, spec.analysis, Evidence([windows.warm_view()]))
     return verdict if verdict.status == "fail" else None
+
+
+def outside_edit(
+    state: RolloutState, targets: Sequence[Target], inconsistency: str | None
+) -> str | None:
+    """Why the object's weights are not the ones this rollout wrote (someone else changed
+    them: a pause), or None."""
+    if state.phase != "Progressing" or not state.applied:
+        return None
+    if tuple(targets) == state.applied and inconsistency is None:
+        return None
+    edit = inconsistency or ", ".join(f"{n}={w}" for n, w in targets)
+    return f"weights changed outside canary-analyzer ({edit}); resume to continue"
+
+
+def not_taken(state: RolloutState, refusal: str | None) -> str | None:
+    """Why the weights written do not take effect, said by the object's own controller (a
+    pause), or None."""
+    if state.phase != "Progressing" or refusal is None:
+        return None
+    return f"weights written, not taken: {refusal}; fix it, then resume"
+
+
+def traffic_not_following(
+    windows: StepWindows | None, state: RolloutState, spec: RuleSpec
+) -> str | None:
+    """Why the step's traffic is shown not to follow the weights written (stats/share.py),
+    or None. Counted from ``SETTLE`` seconds into the step, so a gateway still applying the
+    change does not count against it."""
+    if windows is None or not state.applied or state.phase != "Progressing":
+        return None
+    written = float(canary_share(state.applied, spec.canary))
+    baseline, canary = windows.settled
+    total = baseline + canary
+    if not not_following(canary, total, written):
+        return None
+    lo, hi = wilson_interval(canary, total)
+    band_lo, band_hi = follow_band(written)
+    return (
+        f"weights written, traffic not following: the weights give the canary {written:.1%}, "
+        f"the access log shows {canary / total:.1%} [{lo:.1%}, {hi:.1%}] of {total} requests "
+        f"(expected within {band_lo:.1%}..{band_hi:.1%}); check that the gateway reads this "
+        "object (another group or object routing the model? a stale config?), then resume"
+    )

@@ -7,7 +7,8 @@ rationals and scaled to the smallest integers that keep every share exact (prefe
 adapters keep their original proportions; canary adapters share equally.
 
 Limits (../shared/crds): v1alpha2 objects take weights 1..1000000 and no zero, so an adapter at
-0% is removed from the list; v1alpha1 keeps it at 0. At most 10 targets.
+0% is removed from the list; v1alpha1 keeps it at 0. At most 10 targets. An HTTPRoute rule
+takes backendRef weights 0..1000000 (0: no traffic) and at most 16 backendRefs.
 
 Must not: read or write objects.
 """
@@ -37,6 +38,8 @@ class WeightLimits:
 def limits_for(kind: str, api_version: str) -> WeightLimits:
     if kind == "InferenceModel" and api_version.endswith("/v1alpha1"):
         return WeightLimits(allow_zero=True)
+    if kind == "HTTPRoute":
+        return WeightLimits(allow_zero=True, max_targets=16)
     return WeightLimits(allow_zero=False)
 
 

@@ -47,6 +47,14 @@ class RoutedObject:
     version: str
     targets: tuple[Target, ...]
     annotations: Mapping[str, str] = field(default_factory=dict)
+    inconsistency: str | None = None
+    """Set when the object routes the model two ways at once (an HTTPRoute whose re-weighted
+    rules disagree): ``targets`` then holds the first way only. A rollout refuses to start on
+    it, and pauses when it appears mid-rollout (a human edit)."""
+    refusal: str | None = None
+    """Set when the controller that reads the object says it does not take it (its Ready /
+    Accepted / ResolvedRefs condition False for the current generation). A rollout refuses to
+    start on it, and pauses when it appears after a write of weights."""
 
 
 class TrafficRouter(Protocol):

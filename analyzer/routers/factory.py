@@ -21,10 +21,11 @@ def make_router(
     spec = loaded.rule.spec
     path = loaded.manifest_path
     router: TrafficRouter
+    pools = (*spec.baseline, *spec.canary)
     if path is not None:
-        router = FileRouter(path, spec.target, spec.model)
+        router = FileRouter(path, spec.target, spec.model, pools=pools)
     elif api is not None:
-        router = KubeRouter(api, spec.target, spec.model)
+        router = KubeRouter(api, spec.target, spec.model, pools=pools)
     else:
         raise RouterError(
             f"rule {loaded.name}: spec.target.file is required in embedded mode "

@@ -26,7 +26,7 @@ from ruamel.yaml.error import YAMLError
 from analyzer.config import TargetRef
 from analyzer.rollout.weights import Target
 from analyzer.routers.base import ConflictError, RoutedObject, RouterError
-from analyzer.routers.objects import read_annotations, read_targets, write_targets
+from analyzer.routers.objects import Routing, read_annotations
 
 
 def _yaml() -> YAML:
@@ -38,10 +38,14 @@ def _yaml() -> YAML:
 
 
 class FileRouter:
-    def __init__(self, path: Path, target: TargetRef, model: str) -> None:
+    def __init__(
+        self, path: Path, target: TargetRef, model: str, pools: Sequence[str] = ()
+    ) -> None:
+        """``pools``: the rule's baseline and canary (pool names), for an HTTPRoute."""
         self.path = path
         self.target = target
         self.model = model
+        self.routing = Routing(target.kind, model, self.describe, tuple(pools), target.rule_name)
         self._cache: tuple[tuple[int, int, int], RoutedObject] | None = None
 
     @property
@@ -104,6 +108,15 @@ class FileRouter:
             f"{self.target.namespace}/{self.target.name}"
         )
 
+    def _routed(self, version: str, doc: CommentedMap) -> RoutedObject:
+        return RoutedObject(
+            version=version,
+            targets=self.routing.read(doc),
+            annotations=read_annotations(doc),
+            inconsistency=self.routing.inconsistency(doc),
+            refusal=self.routing.refusal(doc),
+        )
+
     def _stat(self) -> tuple[int, int, int] | None:
         try:
             st = self.path.stat()
@@ -114,11 +127,7 @@ class FileRouter:
     def _read(self, key: tuple[int, int, int] | None) -> RoutedObject:
         """The object from the file as it was at ``key`` (its stat, taken before reading)."""
         data, _, doc = self._load()
-        obj = RoutedObject(
-            version=hashlib.sha256(data).hexdigest(),
-            targets=read_targets(doc, self.target.kind, self.model, self.describe),
-            annotations=read_annotations(doc),
-        )
+        obj = self._routed(hashlib.sha256(data).hexdigest(), doc)
         self._cache = (key, obj) if key is not None else None
         return obj
 
@@ -132,7 +141,7 @@ class FileRouter:
         if hashlib.sha256(data).hexdigest() != version:
             raise ConflictError(f"{self.describe} changed since it was read")
         if targets is not None:
-            write_targets(doc, self.target.kind, self.model, self.describe, targets)
+            self.routing.write(doc, targets)
         meta = doc["metadata"]
         ann = meta.get("annotations")
         if ann is None:
@@ -160,8 +169,4 @@ class FileRouter:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return RoutedObject(
-            version=hashlib.sha256(out).hexdigest(),
-            targets=read_targets(doc, self.target.kind, self.model, self.describe),
-            annotations=read_annotations(doc),
-        )
+        return self._routed(hashlib.sha256(out).hexdigest(), doc)

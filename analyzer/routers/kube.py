@@ -1,4 +1,4 @@
-"""Kubernetes router: the InferenceModel / InferenceModelRewrite object in the cluster.
+"""Kubernetes router: the InferenceModel / InferenceModelRewrite / HTTPRoute in the cluster.
 
 Reads with GET, writes with one JSON merge patch that carries the ``resourceVersion`` it was
 computed from, the model's whole target list (merge patches replace lists) and the rollout's
@@ -35,10 +35,14 @@ from analyzer.routers.base import (
     RouterError,
     TransientRouterError,
 )
-from analyzer.routers.objects import read_annotations, read_targets, target_list, write_targets
+from analyzer.routers.objects import Routing, read_annotations
 
 log = structlog.get_logger("analyzer.kube")
-PLURALS = {"InferenceModel": "inferencemodels", "InferenceModelRewrite": "inferencemodelrewrites"}
+PLURALS = {
+    "InferenceModel": "inferencemodels",
+    "InferenceModelRewrite": "inferencemodelrewrites",
+    "HTTPRoute": "httproutes",
+}
 LLM_D_GROUP = "llm-d.ai"
 REQUEST_TIMEOUT = 10.0
 """Seconds one API request may take: a hung API server must not hold judging or ingestion."""
@@ -82,7 +86,9 @@ class KubeRouter:
         target: TargetRef,
         model: str,
         timeout: float = REQUEST_TIMEOUT,
+        pools: Sequence[str] = (),
     ) -> None:
+        """``pools``: the rule's baseline and canary (pool names), for an HTTPRoute."""
         self.api = api
         self.timeout = timeout
         self.custom = client.CustomObjectsApi(api)
@@ -90,6 +96,7 @@ class KubeRouter:
         self.model = model
         self.group, self.version = target.api_version.split("/")
         self.plural = PLURALS[target.kind]
+        self.routing = Routing(target.kind, model, self.describe, tuple(pools), target.rule_name)
         self._last: dict[str, Any] | None = None
 
     @property
@@ -140,8 +147,10 @@ class KubeRouter:
     def _routed(self, obj: dict[str, Any]) -> RoutedObject:
         return RoutedObject(
             version=str(obj["metadata"]["resourceVersion"]),
-            targets=read_targets(obj, self.target.kind, self.model, self.describe),
+            targets=self.routing.read(obj),
             annotations=read_annotations(obj),
+            inconsistency=self.routing.inconsistency(obj),
+            refusal=self.routing.refusal(obj),
         )
 
     async def read(self) -> RoutedObject:
@@ -247,11 +256,11 @@ class KubeRouter:
         }
         if targets is not None:
             new = copy.deepcopy(base)
-            write_targets(new, self.target.kind, self.model, self.describe, targets)
+            self.routing.write(new, targets)
+            # A merge patch replaces lists whole: the whole list that holds the targets.
             if self.target.kind == "InferenceModel":
                 patch["spec"] = {"targetModels": new["spec"]["targetModels"]}
             else:
-                target_list(new, self.target.kind, self.model, self.describe)
                 patch["spec"] = {"rules": new["spec"]["rules"]}
         t = self.target
         try:

@@ -3,6 +3,7 @@
 InferenceModel: ``spec.targetModels[] {name, weight}`` (``spec.modelName`` must be the model).
 InferenceModelRewrite: the one rule in ``spec.rules[]`` whose ``matches`` select the model; its
 ``targets[] {modelRewrite, weight}`` (spelled ``split`` in older releases, kept as found).
+HTTPRoute: the backendRefs of its rules that route to the rule's pools (httproute.py).
 Works on plain dicts (the API server's JSON) and on ruamel's round-trip maps (manifest files).
 
 Must not: do I/O.
@@ -11,10 +12,12 @@ Must not: do I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from analyzer.rollout.weights import Target
 from analyzer.routers.base import RouterError
+from analyzer.routers.httproute import disagreement, read_backends, write_backends
 
 
 def target_list(
@@ -57,8 +60,18 @@ def target_list(
 
 
 def read_targets(
-    doc: MutableMapping[str, Any], kind: str, model: str, describe: str
+    doc: MutableMapping[str, Any],
+    kind: str,
+    model: str,
+    describe: str,
+    *,
+    pools: Sequence[str] = (),
+    rule_name: str | None = None,
 ) -> tuple[Target, ...]:
+    """The targets for ``model``; for an HTTPRoute, the backends of the rules that route to
+    ``pools`` (or of the rule named ``rule_name``)."""
+    if kind == "HTTPRoute":
+        return read_backends(doc, pools, rule_name, describe)
     items, name_key = target_list(doc, kind, model, describe)
     out: list[Target] = []
     for item in items:
@@ -71,14 +84,71 @@ def read_targets(
     return tuple(out)
 
 
+def inconsistency(
+    doc: MutableMapping[str, Any],
+    kind: str,
+    describe: str,
+    *,
+    pools: Sequence[str] = (),
+    rule_name: str | None = None,
+) -> str | None:
+    """Why the object routes the model two ways at once (an HTTPRoute's rules that disagree),
+    or None; the other kinds keep one target list per model."""
+    return disagreement(doc, pools, rule_name, describe) if kind == "HTTPRoute" else None
+
+
+CONDITIONS = {
+    "InferenceModel": ("Ready", "Accepted"),
+    "InferenceModelRewrite": ("Accepted", "Ready"),
+    "HTTPRoute": ("Accepted", "ResolvedRefs"),
+}
+"""The status conditions through which the controller that reads an object says it takes it."""
+
+
+def refusal(doc: Mapping[str, Any], kind: str, describe: str) -> str | None:
+    """Why the controller that reads the object says it does not take it: one of its
+    conditions False for the object's current generation (an HTTPRoute's per parent gateway).
+    None when none is, or none says yet (a condition of an older generation is not an answer
+    about the weights written since)."""
+    status = doc.get("status")
+    if not isinstance(status, dict):
+        return None
+    generation = (doc.get("metadata") or {}).get("generation")
+    sources: list[tuple[str, Any]] = [("", status.get("conditions"))]
+    if kind == "HTTPRoute":
+        sources = [
+            (f"{p.get('controllerName', 'a gateway')}: ", p.get("conditions"))
+            for p in status.get("parents") or []
+            if isinstance(p, dict)
+        ]
+    for who, conditions in sources:
+        for c in conditions if isinstance(conditions, list) else []:
+            if not isinstance(c, dict) or c.get("type") not in CONDITIONS.get(kind, ()):
+                continue
+            seen = c.get("observedGeneration")
+            current = seen is None or generation is None or seen == generation
+            if c.get("status") == "False" and current:
+                return (
+                    f"{describe}: {who}{c['type']}=False ({c.get('reason', 'no reason')}): "
+                    f"{c.get('message', '')}".rstrip(": ")
+                )
+    return None
+
+
 def write_targets(
     doc: MutableMapping[str, Any],
     kind: str,
     model: str,
     describe: str,
     targets: Sequence[Target],
+    *,
+    pools: Sequence[str] = (),
+    rule_name: str | None = None,
 ) -> None:
     """Replace the model's targets in place (weights None are written without a weight)."""
+    if kind == "HTTPRoute":
+        write_backends(doc, pools, rule_name, describe, targets)
+        return
     items, name_key = target_list(doc, kind, model, describe)
     new: list[dict[str, Any]] = []
     for name, weight in targets:
@@ -92,3 +162,39 @@ def write_targets(
 def read_annotations(doc: Mapping[str, Any]) -> dict[str, str]:
     ann = (doc.get("metadata") or {}).get("annotations") or {}
     return {str(k): str(v) for k, v in ann.items()}
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where one rule's targets sit in its object, for the routers: the kind, the virtual
+    model and, for an HTTPRoute, the pools of the rule's groups and the route rule named."""
+
+    kind: str
+    model: str
+    describe: str
+    pools: tuple[str, ...] = ()
+    rule_name: str | None = None
+
+    def read(self, doc: MutableMapping[str, Any]) -> tuple[Target, ...]:
+        return read_targets(
+            doc, self.kind, self.model, self.describe, pools=self.pools, rule_name=self.rule_name
+        )
+
+    def write(self, doc: MutableMapping[str, Any], targets: Sequence[Target]) -> None:
+        write_targets(
+            doc,
+            self.kind,
+            self.model,
+            self.describe,
+            targets,
+            pools=self.pools,
+            rule_name=self.rule_name,
+        )
+
+    def refusal(self, doc: MutableMapping[str, Any]) -> str | None:
+        return refusal(doc, self.kind, self.describe)
+
+    def inconsistency(self, doc: MutableMapping[str, Any]) -> str | None:
+        return inconsistency(
+            doc, self.kind, self.describe, pools=self.pools, rule_name=self.rule_name
+        )

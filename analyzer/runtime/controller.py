@@ -36,7 +36,14 @@ from analyzer.gates.base import Gate
 from analyzer.notify.base import Notification, Notifier
 from analyzer.rollout import machine
 from analyzer.rollout.backoff import Backoff
-from analyzer.rollout.guards import data_quality_refusal, targets_after, warmup_verdict
+from analyzer.rollout.guards import (
+    data_quality_refusal,
+    not_taken,
+    outside_edit,
+    targets_after,
+    traffic_not_following,
+    warmup_verdict,
+)
 from analyzer.rollout.machine import COMMANDS, Announce, Command, RolloutAction
 from analyzer.rollout.state import Decision, RolloutState, annotation_key, revision
 from analyzer.rollout.weights import WeightError, limits_for
@@ -50,6 +57,7 @@ from analyzer.routers.base import (
     command_key,
 )
 from analyzer.runtime.announce import Announcer, gates_refusal
+from analyzer.runtime.outage import OutageNotices
 from analyzer.sources.metrics import MetricsSource, NoMetricsSource
 from analyzer.stats.histogram import IntArray
 
@@ -59,7 +67,7 @@ JudgmentListener = Callable[["RolloutController", float, Verdict], None]
 MAX_CONFLICT_RETRIES = 3
 
 
-class RolloutController:
+class RolloutController(OutageNotices):
     def __init__(
         self,
         loaded: LoadedRule,
@@ -72,7 +80,11 @@ class RolloutController:
         gates: Sequence[Gate] = (),
         prometheus: MetricsSource | None = None,
         rng: random.Random | None = None,
+        traffic_follows: bool = False,
     ) -> None:
+        """``traffic_follows``: the gateway reads the object the router writes (the cluster
+        daemon), so a realized canary share far from the written one pauses the rollout; off
+        for replays, whose recorded traffic followed the weights of another run."""
         self.loaded = loaded
         self.spec = loaded.rule.spec
         self.name = loaded.name
@@ -80,6 +92,7 @@ class RolloutController:
         self.router = router
         self.notifier = notifier
         self.dry_run = dry_run or self.spec.analysis.dry_run
+        self.traffic_follows = traffic_follows and not self.dry_run
         self.limits = limits_for(self.spec.target.kind, self.spec.target.api_version)
         self.state: RolloutState | None = None
         read = {c.metric for c in self.spec.accesslog_checks}
@@ -196,6 +209,8 @@ class RolloutController:
             # Our state was on the object and is gone: deleted and recreated (or edited away).
             self._log.warning("rollout_state_lost", step=self.state.step, restarting=True)
             why = f"{self.router.describe} no longer holds the rollout's state (recreated?)"
+        if obj.inconsistency or obj.refusal:
+            raise RouterError(f"cannot start: {obj.inconsistency or obj.refusal}")
         state, actions = machine.start(
             self.name, self.revision, self.spec.steps, obj.targets, now, why
         )
@@ -286,8 +301,8 @@ class RolloutController:
         await self._apply(obj, state, actions, {})
 
     async def _react(self, obj: RoutedObject, now: float) -> bool:
-        """Humans first: a command annotation, or weights someone else changed (a pause).
-        True when the object called for one of them and it was handled."""
+        """Humans first: a command annotation, or weights someone else changed, or traffic
+        that does not follow the weights (a pause). True when one was handled."""
         assert self.state is not None
         raw = obj.annotations.get(command_key(self.name))
         override = machine.parse_command(raw, command_key(self.name)) if raw else None
@@ -298,18 +313,13 @@ class RolloutController:
             state, actions = machine.on_command(self.state, command, now, reason)
             await self._try_apply(obj, state, actions, {command_key(self.name): None})
             return True
-        if (
-            self.state.phase == "Progressing"
-            and self.state.applied
-            and (tuple(obj.targets) != self.state.applied)
-        ):
-            edit = ", ".join(f"{n}={w}" for n, w in obj.targets)
-            state, actions = machine.on_command(
-                self.state,
-                "pause",
-                now,
-                f"weights changed outside canary-analyzer ({edit}); resume to continue",
-            )
+        why = (
+            outside_edit(self.state, obj.targets, obj.inconsistency)
+            or not_taken(self.state, obj.refusal)
+            or (self.traffic_follows and traffic_not_following(self.windows, self.state, self.spec))
+        )
+        if why:
+            state, actions = machine.on_command(self.state, "pause", now, why)
             await self._try_apply(obj, state, actions, {})
             return True
         return False
@@ -399,37 +409,6 @@ class RolloutController:
         except (ValueError, KeyError, TypeError) as exc:
             self._log.warning("state_annotation_unreadable", error=str(exc))
             return None
-
-    async def _fail(self, message: str, now: float) -> None:
-        """Stop acting on this rule and tell people: a rollout that cannot act is an incident."""
-        self.backoff.recovered()
-        self.error = message
-        self._log.error("rollout_error", error=message)
-        await self.notifier.notify(self.announcer.notice(self.state, "error", message, now))
-
-    async def _degrade(self, message: str, now: float) -> None:
-        """Wait for the API: retry with backoff; tell people once if it lasts."""
-        announce = self.backoff.failed(now, message)
-        outage = self.backoff.outage
-        assert outage is not None
-        self.next_judgment_at = outage.retry_at
-        self._log.warning(
-            "rollout_degraded",
-            error=message,
-            attempt=outage.attempts,
-            retry_in=round(outage.retry_at - now, 1),
-        )
-        if announce:
-            message = f"{message}; retrying for {now - outage.since:.0f}s, the step is kept"
-            await self.notifier.notify(self.announcer.notice(self.state, "degraded", message, now))
-
-    async def _recovered(self, now: float) -> None:
-        outage = self.backoff.recovered()
-        assert outage is not None
-        self._log.info("rollout_recovered", after=round(now - outage.since, 1))
-        if outage.announced:
-            message = f"the API answers again after {now - outage.since:.0f}s"
-            await self.notifier.notify(self.announcer.notice(self.state, "recovered", message, now))
 
     async def aclose(self, timeout: float) -> None:
         """Flush notifications (bounded) and close gates."""

@@ -3,6 +3,8 @@
 ``Daemon(settings, reporter).run()`` owns every long-running part: the supervisor and its named
 tasks (leader election, one watch per routed object, Kafka ingestion), signals, the rewind on
 takeover, rule reloads and the HTTP endpoints; it returns the rollouts' summary when it stops.
+Without Kafka settings (rules whose checks all query Prometheus) the wall clock alone moves
+the engine (sources/clock.py).
 
 Must not: parse arguments, print (the reporter does), or exit the process.
 """
@@ -37,6 +39,7 @@ from analyzer.runtime.reload import RuleDirectory
 from analyzer.runtime.summary import summarize
 from analyzer.runtime.supervisor import Heartbeats, Supervisor
 from analyzer.runtime.wiring import build_controllers, swap_controllers
+from analyzer.sources.clock import EventSource, WallClockSource
 from analyzer.sources.kafka import KafkaSource
 from analyzer.sources.kafkasettings import KafkaSettings
 
@@ -62,7 +65,8 @@ class Reporter(Protocol):
 @dataclass(frozen=True)
 class DaemonSettings:
     rules: list[LoadedRule]
-    kafka: KafkaSettings
+    kafka: KafkaSettings | None
+    """None: no access log is read (every check of every rule queries Prometheus)."""
     dry_run: bool = False
     kubeconfig: str | None = None
     lease_name: str = "canary-analyzer"
@@ -105,7 +109,7 @@ class Daemon:
     async def _run(self) -> list[dict[str, Any]]:
         s = self.settings
         self.controllers = build_controllers(
-            s.rules, s.dry_run, self.reporter, self.api, self.queues, self._leads
+            s.rules, s.dry_run, self.reporter, self.api, self.queues, self._leads, live=True
         )
         for c in self.controllers:
             try:
@@ -118,8 +122,7 @@ class Daemon:
         await self._elect()
         engine = Engine(self.controllers, is_leader=self.is_leader, max_skew=s.max_skew)
         await engine.start(time.time())
-        replica = os.environ.get("CANARY_ANALYZER_REPLICA") or socket.gethostname()
-        source = KafkaSource(s.kafka.for_replica(replica), engine, wall_clock=True)
+        source = self._source(engine)
         # Nothing running: the log before now can only precede every step that will start, so
         # read from a few minutes back (clock skew) instead of the whole retention.
         since = self._running_since()
@@ -129,8 +132,9 @@ class Daemon:
             await source.start(since=time.time() - IDLE_LOOKBACK, must_rewind=False)
         for c in self.controllers:
             self.supervisor.spawn(f"watch-{c.name}", self._watcher(c, engine))
-        ingest_beat = self.heartbeats.beater("kafka-ingest")
-        self.supervisor.spawn("kafka-ingest", lambda: source.run(self.stop, beat=ingest_beat))
+        task = "kafka-ingest" if isinstance(source, KafkaSource) else "wall-clock"
+        ingest_beat = self.heartbeats.beater(task)
+        self.supervisor.spawn(task, lambda: source.run(self.stop, beat=ingest_beat))
         rule_dir = RuleDirectory(s.rule_paths) if s.rule_paths else None
         if rule_dir is not None:
             rule_dir.poll()
@@ -163,6 +167,13 @@ class Daemon:
                 }
             )
         return summary
+
+    def _source(self, engine: Engine) -> EventSource:
+        kafka = self.settings.kafka
+        if kafka is None:
+            return WallClockSource(engine)
+        replica = os.environ.get("CANARY_ANALYZER_REPLICA") or socket.gethostname()
+        return KafkaSource(kafka.for_replica(replica), engine, wall_clock=True)
 
     def _leads(self) -> bool:
         """Asked before every write: bound late, the elector comes after the controllers."""
@@ -197,23 +208,26 @@ class Daemon:
         return lambda: c.router.watch(changed, stop)
 
     async def _serve(
-        self, engine: Engine, source: KafkaSource, rule_dir: RuleDirectory | None
+        self, engine: Engine, source: EventSource, rule_dir: RuleDirectory | None
     ) -> Any:
         if not self.settings.http_port:
             return None
+        kafka = source if isinstance(source, KafkaSource) else None
+        checks: dict[str, Callable[[], str | None]] = {
+            # Names only: API error text stays in the logs and `status`.
+            "rollouts": lambda: (
+                ", ".join(f"{c.name} in error" for c in self.controllers if c.error) or None
+            ),
+        }
+        if kafka is not None:
+            checks = {"kafka": kafka.not_ready, **checks}
         observed = Observed(
             engine,
             self.controllers,
             self.queues,
-            source,
+            kafka,
             self.is_leader,
-            checks={
-                "kafka": source.not_ready,
-                # Names only: API error text stays in the logs and `status`.
-                "rollouts": lambda: (
-                    ", ".join(f"{c.name} in error" for c in self.controllers if c.error) or None
-                ),
-            },
+            checks=checks,
             rule_errors=lambda: len(rule_dir.errors) if rule_dir is not None else 0,
             stuck=self.heartbeats.stuck,
         )
@@ -222,7 +236,7 @@ class Daemon:
         )
 
     async def _loop(
-        self, engine: Engine, source: KafkaSource, rule_dir: RuleDirectory | None
+        self, engine: Engine, source: EventSource, rule_dir: RuleDirectory | None
     ) -> None:
         leading = self.is_leader()
         next_reload = time.monotonic() + RELOAD_EVERY
@@ -249,7 +263,14 @@ class Daemon:
     async def _reload(self, engine: Engine, rules: list[LoadedRule]) -> None:
         s = self.settings
         swapped, problems = swap_controllers(
-            self.controllers, rules, s.dry_run, self.reporter, self.api, self.queues, self._leads
+            self.controllers,
+            rules,
+            s.dry_run,
+            self.reporter,
+            self.api,
+            self.queues,
+            self._leads,
+            live=True,
         )
         for problem in problems:  # that rule is left out; the others keep running
             log.error("rule_refused", problem=problem)

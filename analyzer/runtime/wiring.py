@@ -10,6 +10,7 @@ Must not: print, exit, or start any loop.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +33,8 @@ from analyzer.sources.metrics import make_metrics_source
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
+IN_POD = "KUBERNETES_SERVICE_HOST"
+"""Set in every pod's environment."""
 log = structlog.get_logger("analyzer.reload")
 
 
@@ -52,10 +55,22 @@ def build_controllers(
     api: ApiClient | None = None,
     queues: list[DeliveryQueue] | None = None,
     is_leader: Callable[[], bool] = lambda: True,
+    live: bool = False,
 ) -> list[RolloutController]:
-    """``is_leader`` is asked before every write (routers/leading.py)."""
+    """``is_leader`` is asked before every write (routers/leading.py); ``live``: the cluster
+    daemon, where the gateway reads the objects written, so the traffic must follow them
+    (and, in a pod, a rule's ``target.file`` is refused: no manifest is there to route)."""
     out = []
     for loaded in rules:
+        if live and loaded.manifest_path is not None and IN_POD in os.environ:
+            raise SetupError(
+                [
+                    f"{loaded.source}:{loaded.line}: rule {loaded.name}: target.file is for "
+                    "embedded mode (run --events, replay); in the cluster the daemon routes "
+                    f"{loaded.rule.spec.target.kind} {loaded.rule.spec.target.namespace}/"
+                    f"{loaded.rule.spec.target.name} itself: remove file: from the rule"
+                ]
+            )
         try:
             router = LeaderOnlyRouter(make_router(loaded, dry_run, api), is_leader)
             notifier, rule_queues = make_notifier(
@@ -76,6 +91,7 @@ def build_controllers(
                 on_judgment=listener,
                 gates=gates,
                 prometheus=metrics,
+                traffic_follows=live and loaded.manifest_path is None,
             )
         )
     return out
@@ -114,6 +130,7 @@ def swap_controllers(
     api: ApiClient | None,
     queues: list[DeliveryQueue],
     is_leader: Callable[[], bool] = lambda: True,
+    live: bool = False,
 ) -> tuple[list[RolloutController], list[str]]:
     """Keep the controllers whose rule did not change, build the others; a rule that cannot
     be built is left out (the others keep running) and its problem returned."""
@@ -126,7 +143,7 @@ def swap_controllers(
             out.append(kept)
             continue
         try:
-            [fresh] = build_controllers([loaded], dry_run, listener, api, queues, is_leader)
+            [fresh] = build_controllers([loaded], dry_run, listener, api, queues, is_leader, live)
         except SetupError as exc:
             problems.extend(exc.lines)
             continue

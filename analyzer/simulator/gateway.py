@@ -3,14 +3,17 @@
 For demos, experiments and closed-loop tests. Each simulated second it reads the routed object's
 targets (so every step the analyzer takes really shifts traffic), draws Poisson arrivals, picks
 an adapter per request by weight as the gateway does, and emits an Envoy-style JSON access-log
-line (the ``envoy-json`` preset). TTFT is lognormal with a heavier tail mixed in; the canary can
-be slowed by a factor and given its own error rate. Seeds make every run reproducible.
+line (the ``envoy-json`` preset, plus ``upstream_cluster``: Istio's cluster name for the pool the
+request went to, which names the pool itself in a pool-level canary). TTFT is lognormal with a
+heavier tail mixed in; the canary can be slowed by a factor and given its own error rate. Seeds
+make every run reproducible.
 
 Must not: look at the analyzer's state; it only sees the object, as a gateway would.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +42,17 @@ class TrafficProfile:
     canary_error_rate: float | None = None
     canary_ttft_factor: float = 1.0
     malformed_ratio: float = 0.0
+    pool: str | None = "vllm-pool"
+    """The InferencePool every request goes to (adapters share it); None when the targets are
+    themselves pools (a pool-level canary over an HTTPRoute)."""
+    namespace: str = "default"
+
+
+def istio_cluster(pool: str, namespace: str, port: int = 8000) -> str:
+    """Envoy's cluster name for an InferencePool under Istio: the pool's shadow Service,
+    ``<pool>-ip-<first 8 hex of sha256(pool)>`` (istio's InferencePoolServiceName)."""
+    digest = hashlib.sha256(pool.encode()).hexdigest()[:8]
+    return f"outbound|{port}||{pool}-ip-{digest}.{namespace}.svc.cluster.local"
 
 
 def _iso(ts: float) -> str:
@@ -51,6 +65,7 @@ class GatewaySimulator:
         self.profile = profile
         self.rng = np.random.default_rng(seed)
         self.sent = 0
+        self._clusters: dict[str, str] = {}
 
     def _pick(self, targets: Sequence[Target], n: int) -> list[str]:
         names = [t for t, _ in targets]
@@ -91,6 +106,7 @@ class GatewaySimulator:
             "duration": round(duration * 1000, 3),
             "response_duration": round((duration if failed else ttft) * 1000, 3),
             "upstream_host": "10.0.0.12:8000",
+            "upstream_cluster": self._cluster(adapter),
             "request_id": f"{self.sent:012x}",
             "model": p.model,
             "target_model": adapter,
@@ -104,6 +120,12 @@ class GatewaySimulator:
         if p.malformed_ratio and rng.random() < p.malformed_ratio:
             line = self._corrupt(line, record)
         return line
+
+    def _cluster(self, target: str) -> str:
+        pool = self.profile.pool or target
+        if pool not in self._clusters:
+            self._clusters[pool] = istio_cluster(pool, self.profile.namespace)
+        return self._clusters[pool]
 
     def _corrupt(self, line: bytes, record: dict[str, object]) -> bytes:
         kind = int(self.rng.integers(0, 5))

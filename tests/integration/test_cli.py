@@ -306,7 +306,9 @@ def test_every_option_is_described() -> None:
 
 def test_run_refuses_a_kubeconfig_without_kafka(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--kubeconfig", "/nowhere", "--rules", "x.yaml", "--events", "-"]) == 2
-    assert "--kubeconfig is for the cluster daemon (run --kafka)" in capsys.readouterr().err
+    assert "--kubeconfig is for the cluster daemon (run --kafka, or run --rules alone" in (
+        capsys.readouterr().err
+    )
 
 
 def test_override_choices_are_the_machines_commands() -> None:
@@ -337,3 +339,18 @@ def test_the_demo_leaves_no_temporary_folder_behind(tmp_path: Path) -> None:
     kept = tmp_path / "kept"
     done = cli("simulate", "--max-duration", "30", "--workdir", str(kept))
     assert done.returncode == 0 and (kept / "rule.yaml").is_file()
+
+
+def test_the_daemon_in_a_pod_refuses_a_rule_with_target_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In the pod there is no manifest to route (the chart's ConfigMap holds rules only)."""
+    work = fresh_demo(tmp_path)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+    monkeypatch.setenv("CANARY_ANALYZER_KAFKA_TOPICS", "logs")
+    code = main(["run", "--kafka", "--rules", str(work / "rule.yaml"), "--http-port", "0"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "rule lora-request-canary: target.file is for embedded mode" in err
+    assert "routes InferenceModel default/inferencemodel-sample itself: remove file:" in err

@@ -90,8 +90,13 @@ def _rule(kind: str, api_version: str) -> LoadedRule:
 
 
 async def _replay(
-    api: KubeApi, loaded: LoadedRule, log: Path, between: Callable[[int], None] | None = None
+    api: KubeApi,
+    loaded: LoadedRule,
+    log: Path,
+    between: Callable[[int], None] | None = None,
+    chunk: int = 1,
 ) -> RolloutController:
+    """``log`` fed ``chunk`` lines at a time; ``between(i)`` before the chunk from line i."""
     cfg = client.Configuration(host=api.url)
     async with client.ApiClient(cfg) as ac:
         router = make_router(loaded, api=ac)
@@ -99,10 +104,11 @@ async def _replay(
         await router.check_served()
         controller = RolloutController(loaded, router, NoopNotifier())
         engine = Engine([controller])
-        for i, line in enumerate(log.read_bytes().splitlines()):
+        lines = log.read_bytes().splitlines()
+        for i in range(0, len(lines), chunk):
             if between is not None:
                 between(i)
-            await engine.feed_lines([line])
+            await engine.feed_lines(lines[i : i + chunk])
         await engine.finish()
     return controller
 

@@ -5,22 +5,30 @@ from __future__ import annotations
 import asyncio
 import math
 import shutil
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import requests
 from scipy import special
 
 from analyzer.analysis import promchecks
+from analyzer.cli import main
 from analyzer.config import LoadedRule, PrometheusCheckSpec, PrometheusSpec, parse_rule_text
 from analyzer.notify.base import NoopNotifier
+from analyzer.rollout.state import RolloutState, annotation_key
 from analyzer.routers.factory import make_router
 from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
 from analyzer.sources.prometheus import PrometheusSource, render, template_context
 from tests.ranks import weighted_mannwhitney
-from tests.servers.promserver import BOUNDS, PrometheusServer
+from tests.servers.daemon import start_daemon
+from tests.servers.kubeapi import KubeApi
+from tests.servers.promserver import BOUNDS, PrometheusServer, free_port
 from tests.servers.receiver import Answer, Receiver
 
 pytestmark = pytest.mark.slow
@@ -324,3 +332,115 @@ def test_auth_options_reach_prometheus(tmp_path: Path, monkeypatch: pytest.Monke
             assert promchecks.evaluate(spec, [outs], 50).status == "pass"
             assert rx.requests[-1].headers["Authorization"] == expected
             assert rx.requests[-1].path == "/api/v1/query"
+
+
+PROMETHEUS_ONLY = """\
+apiVersion: canary-analyzer.io/v1alpha1
+kind: CanaryRule
+metadata: {{name: {name}}}
+spec:
+  target: {{kind: InferenceModel, apiVersion: inference.networking.x-k8s.io/v1alpha2, name: {obj}}}
+  model: {model}
+  baseline: [b1, b2]
+  canary: [c1]
+  steps: [50, 100]
+  analysis: {{interval: 1s, minStepDuration: 2s, maxStepDuration: 60s, minSamples: 50,
+             warmup: 0s, failureThreshold: 2}}
+  prometheus: {{address: "{url}", timeout: 2s}}
+  checks:
+    # Pinned with @ to the backfilled data: the daemon judges on the wall clock, long after it.
+    - name: errors
+      source: prometheus
+      test: relative
+      compare: difference
+      tolerance: 0.01
+      query: >-
+        sum(increase(llm_d_epp_request_error_total{{model_name="{{{{ model }}}}",
+        target_model_name=~"{{{{ group_regex }}}}"}}[15m] @ {end}))
+        / sum(increase(llm_d_epp_request_total{{model_name="{{{{ model }}}}",
+        target_model_name=~"{{{{ group_regex }}}}"}}[15m] @ {end}))
+"""
+
+
+OBJECT_API = "inference.networking.x-k8s.io/v1alpha2"
+
+
+def _object(name: str, model: str) -> dict[str, object]:
+    return {
+        "apiVersion": "inference.networking.x-k8s.io/v1alpha2",
+        "kind": "InferenceModel",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "modelName": model,
+            "poolRef": {"name": "pool"},
+            "targetModels": [{"name": "b1", "weight": 1}, {"name": "b2", "weight": 1}],
+        },
+    }
+
+
+def test_a_prometheus_only_rule_set_runs_in_the_daemon_without_kafka(
+    prom: PrometheusServer, tmp_path: Path
+) -> None:
+    """The llm-d / GIE >= 1.5 path: no access log says which adapter served a request, the
+    endpoint picker's per-target_model_name series do; no --kafka, no broker anywhere."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for name, obj, model in (("aa", "im-aa", "aa-model"), ("slow", "im-slow", "slow-model")):
+        text = PROMETHEUS_ONLY.format(
+            name=name, obj=obj, model=model, url=prom.url, end=prom.data.end
+        )
+        (rules / f"{name}.yaml").write_text(text)
+    with KubeApi() as api:
+        api.put(_object("im-aa", "aa-model"))
+        api.put(_object("im-slow", "slow-model"))
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        port = free_port()
+        proc = start_daemon(None, rules, kubeconfig, port)
+
+        def phase(obj: str, rule_name: str) -> str | None:
+            return phase_of(api.get(OBJECT_API, "InferenceModel", obj), rule_name)
+
+        try:
+            for _ in range(600):  # a bound on a hang, not a speed target
+                if phase("im-aa", "aa") == "Succeeded" and phase("im-slow", "slow") == "RolledBack":
+                    break
+                time.sleep(0.1)
+            ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+        aa = api.get(OBJECT_API, "InferenceModel", "im-aa")
+        slow = api.get(OBJECT_API, "InferenceModel", "im-slow")
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert phase_of(aa, "aa") == "Succeeded", out.decode()[-3000:]
+    assert phase_of(slow, "slow") == "RolledBack", out.decode()[-3000:]
+    assert aa["spec"]["targetModels"] == [{"name": "c1", "weight": 100}]
+    assert slow["spec"]["targetModels"] == [
+        {"name": "b1", "weight": 1},
+        {"name": "b2", "weight": 1},
+    ]
+    assert "judging on the wall clock" in out.decode()
+    assert ready.status_code == 200 and "kafka" not in ready.text
+    assert "canary_analyzer_kafka_consumer_lag" not in metrics
+
+
+def phase_of(obj: dict[str, Any], rule_name: str) -> str | None:
+    raw = obj["metadata"].get("annotations", {}).get(annotation_key(rule_name))
+    return RolloutState.loads(raw).phase if raw else None
+
+
+def test_run_without_a_log_refuses_rules_that_read_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rule_file = tmp_path / "r.yaml"
+    text = RULE.format(
+        url="http://127.0.0.1:9",
+        model="m",
+        name="reads-log",
+        checks="    - {name: x, metric: ttft, test: mann-whitney}",
+    )
+    rule_file.write_text(text.replace("    file: manifest.yaml\n", ""))
+    assert main(["run", "--rules", str(rule_file)]) == 2
+    err = capsys.readouterr().err
+    assert "rule reads-log has access-log checks" in err and "--events FILE|- or --kafka" in err

@@ -1,15 +1,20 @@
 """Validate objects the daemon writes against the upstream CRDs (tests/crds, copied unchanged
 from ../shared/crds): the openAPIV3Schema with jsonschema, and the CEL validation rules that
-these CRDs use, implemented here one by one. An unknown rule fails loudly instead of passing."""
+these CRDs use, implemented here one by one (HTTPRoute's in cel_gateway.py). An unknown rule
+fails loudly instead of passing. ``default`` fills in the schema's defaults, as the API server
+does before it validates and stores an object."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 from ruamel.yaml import YAML
+
+from tests.servers import cel_gateway
 
 CRD_DIR = Path(__file__).parents[1] / "crds"
 
@@ -45,7 +50,7 @@ SCHEMAS = _schemas()
 
 def _cel(schema: dict[str, Any], new: Any, old: Any, path: str, errors: list[str]) -> None:
     for rule in schema.get("x-kubernetes-validations", []):
-        check = KNOWN_RULES.get(rule["rule"])
+        check = KNOWN_RULES.get(rule["rule"]) or cel_gateway.RULES.get(rule.get("message", ""))
         if check is None:
             raise AssertionError(
                 f"CEL rule not implemented in tests/servers/crd.py: {rule['rule']}"
@@ -60,6 +65,26 @@ def _cel(schema: dict[str, Any], new: Any, old: Any, path: str, errors: list[str
     if isinstance(new, list) and "items" in schema:
         for i, item in enumerate(new):
             _cel(schema["items"], item, None, f"{path}[{i}]", errors)
+
+
+def _fill(schema: dict[str, Any], obj: Any) -> None:
+    if isinstance(obj, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key not in obj and "default" in sub:
+                obj[key] = copy.deepcopy(sub["default"])
+            if key in obj:
+                _fill(sub, obj[key])
+    elif isinstance(obj, list) and "items" in schema:
+        for item in obj:
+            _fill(schema["items"], item)
+
+
+def default(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with its CRD's defaults filled in where absent (in place; also returned)."""
+    schema = SCHEMAS.get((obj.get("apiVersion", ""), obj.get("kind", "")))
+    if schema is not None:
+        _fill(schema, obj)
+    return obj
 
 
 def validate(obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:

@@ -1,5 +1,6 @@
 """The cluster-mode daemon (`canary-analyzer run --kafka`) as a child process, for the tests that
-run it whole: against a broker, the API server emulator and its kubeconfig."""
+run it whole: against a broker, the API server emulator and its kubeconfig. Without a broker
+(``bootstrap`` None) it runs as for rules whose checks all query Prometheus: no --kafka."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from pathlib import Path
 
 
 def start_daemon(
-    bootstrap: str, rules: Path, kubeconfig: Path, port: int, env: Mapping[str, str] = {}
+    bootstrap: str | None,
+    rules: Path,
+    kubeconfig: Path,
+    port: int,
+    env: Mapping[str, str] = {},
 ) -> subprocess.Popen[bytes]:
     """Start it on ``rules`` (a file or a directory), serving HTTP on ``port``; ``env`` adds
     to (or overrides) the Kafka settings and the test's own environment."""
@@ -21,7 +26,7 @@ def start_daemon(
             "-m",
             "analyzer",
             "run",
-            "--kafka",
+            *(["--kafka"] if bootstrap is not None else []),
             "--rules",
             str(rules),
             "--kubeconfig",
@@ -33,8 +38,14 @@ def start_daemon(
         ],
         env={
             **os.environ,
-            "CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "CANARY_ANALYZER_KAFKA_TOPICS": "logs",
+            **(
+                {
+                    "CANARY_ANALYZER_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                    "CANARY_ANALYZER_KAFKA_TOPICS": "logs",
+                }
+                if bootstrap is not None
+                else {}
+            ),
             "POD_NAMESPACE": "default",
             **env,
         },

@@ -1,9 +1,10 @@
 """An HTTP Kubernetes API server emulator for the custom resources we route, for tests.
 
 It behaves like the API server where the routers depend on it: every object has a
-resourceVersion; a write (PUT, or a PATCH carrying metadata.resourceVersion) computed from a
-stale version gets 409 Conflict; merge-patch (RFC 7386) and JSON-patch (RFC 6902) semantics,
-lists replaced whole by merge patches; every object written is validated against the CRD's
+resourceVersion and a generation (bumped when the spec changes); a write (PUT, or a PATCH
+carrying metadata.resourceVersion) computed from a stale version gets 409 Conflict;
+merge-patch (RFC 7386) and JSON-patch (RFC 6902) semantics, lists replaced whole by merge
+patches; every object written gets its CRD's defaults and is validated against its
 openAPIV3Schema and CEL rules (tests/servers/crd.py), 422 when invalid; discovery of served
 versions. A fault layer in front (``inject``) answers chosen requests with an error status,
 a hang, or a connection reset, as a failing or overloaded API server would.
@@ -26,7 +27,7 @@ import jsonpatch
 from aiohttp import ClientConnectionResetError, web
 from ruamel.yaml import YAML
 
-from tests.servers.crd import CRD_DIR, validate
+from tests.servers.crd import CRD_DIR, default, validate
 from tests.servers.threaded import ThreadedServer
 
 Key = tuple[str, str, str, str, str]  # group, version, namespace, plural, name
@@ -55,6 +56,15 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             out[k] = merge_patch(out.get(k), v)
     return out
+
+
+def _generation(old: dict[str, Any] | None, new: dict[str, Any]) -> int:
+    """metadata.generation as the API server keeps it: 1 at creation, +1 on a change of spec
+    (not of metadata or status)."""
+    if old is None:
+        return 1
+    seen = int(old["metadata"].get("generation", 1))
+    return seen + 1 if old.get("spec") != new.get("spec") else seen
 
 
 @dataclass
@@ -165,10 +175,12 @@ class KubeApi(ThreadedServer):
         )
         meta = obj.setdefault("metadata", {})
         key = (group, version, meta.get("namespace", "default"), plural, meta["name"])
+        default(obj)
         errors = validate(obj, self.objects.get(key))
         assert not errors, errors
         self.rv += 1
         meta["resourceVersion"] = str(self.rv)
+        meta["generation"] = _generation(self.objects.get(key), obj)
         meta.setdefault("namespace", "default")
         kind = "MODIFIED" if key in self.objects else "ADDED"
         self.objects[key] = copy.deepcopy(obj)
@@ -254,11 +266,13 @@ class KubeApi(ThreadedServer):
                 "the object has been modified; please apply your "
                 "changes to the latest version and try again",
             )
+        default(new)
         errors = validate(new, current)
         if errors:
             return _status(422, "Invalid", "; ".join(errors))
         self.rv += 1
         new["metadata"]["resourceVersion"] = str(self.rv)
+        new["metadata"]["generation"] = _generation(current, new)
         self.objects[key] = new
         self.changelog.append((self.rv, "MODIFIED", key, copy.deepcopy(new)))
         self.writes.append((request.method, key))

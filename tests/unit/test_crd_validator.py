@@ -1,6 +1,8 @@
 """The CRD validator the router tests rely on refuses what a real API server refuses."""
 
-from tests.servers.crd import validate
+import copy
+
+from tests.servers.crd import default, validate
 
 V1A2 = {
     "apiVersion": "inference.networking.x-k8s.io/v1alpha2",
@@ -39,3 +41,54 @@ def test_refuses_zero_weight_eleven_targets_mixed_weights_and_renames() -> None:
     v1a1_zero = {**zero, "apiVersion": "inference.networking.x-k8s.io/v1alpha1"}
     assert validate(v1a1_zero) == []
     assert validate({**V1A2, "apiVersion": "inference.networking.x-k8s.io/v9"})
+
+
+ROUTE = {
+    "apiVersion": "gateway.networking.k8s.io/v1",
+    "kind": "HTTPRoute",
+    "metadata": {"name": "r"},
+    "spec": {
+        "parentRefs": [{"name": "gw"}],
+        "rules": [
+            {
+                "backendRefs": [
+                    {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "p"}
+                ]
+            }
+        ],
+    },
+}
+
+
+def _route(**rule: object) -> dict[str, object]:
+    base = ROUTE["spec"]["rules"][0]  # type: ignore[index]
+    return {**ROUTE, "spec": {**ROUTE["spec"], "rules": [{**base, **rule}]}}  # type: ignore[dict-item]
+
+
+def test_httproute_defaults_are_filled_in_as_the_api_server_does() -> None:
+    obj = default(copy.deepcopy(ROUTE))
+    assert validate(obj) == []
+    rule = obj["spec"]["rules"][0]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    assert rule["backendRefs"][0]["weight"] == 1
+    assert obj["spec"]["parentRefs"][0] == {
+        "name": "gw",
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+    }
+
+
+def test_httproute_schema_and_cel_rules_refuse_what_the_api_server_refuses() -> None:
+    pool = {"group": "inference.networking.k8s.io", "kind": "InferencePool"}
+    too_many = _route(backendRefs=[{**pool, "name": f"p{i}"} for i in range(17)])
+    assert validate(default(too_many))
+    heavy = _route(backendRefs=[{**pool, "name": "p", "weight": 1_000_001}])
+    assert validate(default(heavy))
+    no_port = _route(backendRefs=[{"name": "svc"}])
+    assert "Must have port for Service reference" in " ".join(validate(default(no_port)))
+    bad_path = _route(matches=[{"path": {"type": "PathPrefix", "value": "/v1//x"}}])
+    assert "must not contain '//'" in " ".join(validate(default(bad_path)))
+    twice = {**ROUTE, "spec": {**ROUTE["spec"], "parentRefs": [{"name": "gw"}, {"name": "gw"}]}}
+    assert "sectionName must be unique" in " ".join(validate(default(twice)))
+    with_port = _route(backendRefs=[{"name": "svc", "port": 80, "weight": 0}])
+    assert validate(default(with_port)) == []

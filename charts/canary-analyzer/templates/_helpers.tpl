@@ -34,3 +34,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "canary-analyzer.rulesConfigMap" -}}
 {{- default (printf "%s-rules" (include "canary-analyzer.fullname" .)) .Values.existingRulesConfigMap -}}
 {{- end -}}
+
+{{- /* The Lease the replicas of this release elect a leader with: one per release, so two
+releases in one namespace never share a leader. */}}
+{{- define "canary-analyzer.leaseName" -}}
+{{- default (include "canary-analyzer.fullname" .) .Values.leaderElection.leaseName -}}
+{{- end -}}
