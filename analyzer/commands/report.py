@@ -77,16 +77,31 @@ class Progress:
 
 
 class ProgressListener:
+    """Judgments as they happen, decisions when flushed: a decision made before a judgment
+    (the START of a rollout, another rule's step) is printed before it, so the terminal reads
+    in event-time order."""
+
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.seen: dict[str, int] = {}
+        self.known: dict[str, RolloutController] = {}
 
     def __call__(self, c: RolloutController, now: float, verdict: Verdict) -> None:
+        others = [k for name, k in self.known.items() if name != c.name]
+        self.flush([*others, c])
         self.progress.judgment(c, now, verdict)
 
     def flush(self, controllers: Sequence[RolloutController]) -> None:
         for c in controllers:
             start = self.seen.get(c.name, 0)
+            before = self.known.get(c.name)
+            if (
+                before is not None
+                and before is not c
+                and c.announced[:start] != before.announced[:start]
+            ):
+                start = 0  # a reload started a new rollout: its decisions are all new
+            self.known[c.name] = c
             self.progress.decisions(c, start)
             self.seen[c.name] = len(c.announced)
 

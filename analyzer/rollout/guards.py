@@ -114,15 +114,16 @@ def not_taken(state: RolloutState, refusal: str | None) -> str | None:
 
 
 def traffic_not_following(
-    windows: StepWindows | None, state: RolloutState, spec: RuleSpec
+    served: tuple[int, int] | None, state: RolloutState, spec: RuleSpec, source: str
 ) -> str | None:
     """Why the step's traffic is shown not to follow the weights written (stats/share.py),
-    or None. Counted from ``SETTLE`` seconds into the step, so a gateway still applying the
-    change does not count against it."""
-    if windows is None or not state.applied or state.phase != "Progressing":
+    or None. ``served``: requests to the baseline and the canary from ``SETTLE`` seconds into
+    the step on (a gateway still applying the change does not count against it), as
+    ``source`` counted them."""
+    if served is None or not state.applied or state.phase != "Progressing":
         return None
     written = float(canary_share(state.applied, spec.canary))
-    baseline, canary = windows.settled
+    baseline, canary = served
     total = baseline + canary
     if not not_following(canary, total, written):
         return None
@@ -130,7 +131,7 @@ def traffic_not_following(
     band_lo, band_hi = follow_band(written)
     return (
         f"weights written, traffic not following: the weights give the canary {written:.1%}, "
-        f"the access log shows {canary / total:.1%} [{lo:.1%}, {hi:.1%}] of {total} requests "
+        f"in {source} it got {canary / total:.1%} [{lo:.1%}, {hi:.1%}] of {total} requests "
         f"(expected within {band_lo:.1%}..{band_hi:.1%}); check that the gateway reads this "
         "object (another group or object routing the model? a stale config?), then resume"
     )

@@ -8,8 +8,10 @@ often sends several paths to the same pools: all of them move together, or the c
 would depend on the path). Those rules must route the same backends with the same weights;
 rules that name none of the pools are left untouched.
 
-Gateway API semantics kept: a backendRef without ``weight`` weighs 1 (the CRD default), 0 is a
-valid weight (no traffic), at most 16 backendRefs per rule. A backendRef that is not an
+A pool is a backendRef of kind InferencePool in ``inference.networking.k8s.io`` (GIE >= 1.0)
+or ``inference.networking.x-k8s.io`` (the alpha pools before it). Gateway API semantics kept:
+a backendRef without ``weight`` weighs 1 (the CRD default), 0 is a valid weight (no traffic),
+at most 16 backendRefs per rule. A backendRef that is not an
 InferencePool (a Service, say) in a re-weighted rule is reported as a target in neither group,
 named ``Kind/name``, so the rollout refuses to start instead of leaving it an unknown share.
 Entries keep every field they had (port, filters, namespace); a canary pool not yet routed is
@@ -28,11 +30,15 @@ from analyzer.rollout.weights import Target
 from analyzer.routers.base import RouterError
 
 POOL_GROUP = "inference.networking.k8s.io"
+POOL_GROUPS = (POOL_GROUP, "inference.networking.x-k8s.io")
+"""InferencePool's group since GIE v1.0, and the alpha one before it."""
 POOL_KIND = "InferencePool"
 
 
 def _is_pool(ref: Any) -> bool:
-    return isinstance(ref, dict) and ref.get("group") == POOL_GROUP and ref.get("kind") == POOL_KIND
+    return (
+        isinstance(ref, dict) and ref.get("group") in POOL_GROUPS and ref.get("kind") == POOL_KIND
+    )
 
 
 def _label(ref: Any) -> str:

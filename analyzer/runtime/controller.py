@@ -41,7 +41,6 @@ from analyzer.rollout.guards import (
     not_taken,
     outside_edit,
     targets_after,
-    traffic_not_following,
     warmup_verdict,
 )
 from analyzer.rollout.machine import COMMANDS, Announce, Command, RolloutAction
@@ -56,6 +55,7 @@ from analyzer.routers.base import (
     TransientRouterError,
     command_key,
 )
+from analyzer.runtime.actuation import not_following
 from analyzer.runtime.announce import Announcer, gates_refusal
 from analyzer.runtime.outage import OutageNotices
 from analyzer.sources.metrics import MetricsSource, NoMetricsSource
@@ -316,7 +316,7 @@ class RolloutController(OutageNotices):
         why = (
             outside_edit(self.state, obj.targets, obj.inconsistency)
             or not_taken(self.state, obj.refusal)
-            or (self.traffic_follows and traffic_not_following(self.windows, self.state, self.spec))
+            or (self.traffic_follows and await not_following(self, now))
         )
         if why:
             state, actions = machine.on_command(self.state, "pause", now, why)

@@ -22,6 +22,11 @@ class MetricsSource(Protocol):
         """The query results a check needs: one, or baseline then canary."""
         ...
 
+    async def served(self, spec: RuleSpec, since: float, now: float) -> tuple[int, int] | None:
+        """Requests the endpoint picker sent to the baseline and to the canary between
+        ``since`` and ``now`` (its rewrite decisions); None when it does not say."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -32,6 +37,9 @@ class NoMetricsSource:
         self, check: PrometheusCheckSpec, spec: RuleSpec, step_start: float, now: float
     ) -> list[QueryOutcome]:
         return unanswered(check, "no Prometheus configured for this rule")
+
+    async def served(self, spec: RuleSpec, since: float, now: float) -> tuple[int, int] | None:
+        return None
 
     def close(self) -> None:
         pass

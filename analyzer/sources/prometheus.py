@@ -118,8 +118,40 @@ class PrometheusSource:
             )
         return out
 
+    async def served(self, spec: RuleSpec, since: float, now: float) -> tuple[int, int] | None:
+        """The endpoint picker's rewrite decisions per group since ``since`` (the current
+        counter, or its deprecated twin on older endpoint pickers); None without an answer."""
+        if now <= since:
+            return None
+        context = template_context(spec, since, now)
+        outcome = await self.query(render(SERVED_QUERY, context), now)
+        if outcome.error is not None or not outcome.samples:
+            return None
+        counts = {"baseline": 0.0, "canary": 0.0}
+        for labels, value in outcome.samples:
+            target = labels.get("target_model", "")
+            if target in spec.baseline:
+                counts["baseline"] += value
+            elif target in spec.canary:
+                counts["canary"] += value
+        return round(counts["baseline"]), round(counts["canary"])
+
     def close(self) -> None:
         self.client.close()
+
+
+_SERVED = (
+    'sum by (target_model) (increase({name}{{model_name="{{{{ model }}}}",'
+    'target_model=~"{{{{ adapters }}}}"}}[{{{{ step_duration }}}}]))'
+)
+SERVED_QUERY = " or ".join(
+    _SERVED.format(name=n)
+    for n in (
+        "llm_d_epp_model_rewrite_decisions_total",
+        "inference_extension_model_rewrite_decisions_total",
+    )
+)
+"""Where the endpoint picker sent a virtual model's requests, per target."""
 
 
 def _short(message: str) -> str:

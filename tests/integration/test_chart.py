@@ -155,6 +155,38 @@ def test_rbac_is_least_privilege_as_rendered(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_inline_rules_get_exactly_the_objects_they_name(tmp_path: Path) -> None:
+    rewrite = re.sub(
+        r"(?m)^    file: .*\n", "", (ROOT / "rules" / "tweet-summary-rewrite.yaml").read_text()
+    )
+    pool = re.sub(r"(?m)^    file: .*\n", "", (ROOT / "rules" / "pool-canary.yaml").read_text())
+    pool = pool.replace("namespace: default", "namespace: serving")
+    values = {
+        "rules": {"two": rewrite + "---\n" + pool},
+        "watchNamespaces": ["default", "serving"],
+    }
+    roles = {
+        r["metadata"]["namespace"]: _rules(r)
+        for r in render(tmp_path, values)
+        if r["kind"] == "Role" and "routing" in r["metadata"]["name"]
+    }
+    events = ("", "events", "", "create")
+    assert roles == {
+        "default": {
+            ("llm-d.ai", "inferencemodelrewrites", "summarize-rewrite", "get,list,watch,patch"),
+            events,
+        },
+        "serving": {
+            ("gateway.networking.k8s.io", "httproutes", "llm-route", "get,list,watch,patch"),
+            events,
+        },
+    }
+    # a rule the chart cannot read: every object of the routed kinds, as without inline rules
+    broken = render(tmp_path, {"rules": {"bad": "spec: [unclosed"}})
+    assert _rules(one(broken, "Role", "routing")) == ROUTING
+
+
+@pytest.mark.slow
 def test_two_releases_elect_their_own_leaders(tmp_path: Path) -> None:
     names = []
     for release in ("blue", "green"):

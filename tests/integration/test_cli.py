@@ -354,3 +354,18 @@ def test_the_daemon_in_a_pod_refuses_a_rule_with_target_file(
     assert code != 0
     assert "rule lora-request-canary: target.file is for embedded mode" in err
     assert "routes InferenceModel default/inferencemodel-sample itself: remove file:" in err
+
+
+def test_the_terminal_reads_in_event_time_order(
+    tmp_path: Path, simulated_log: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Decisions are announced between judgments: each is printed before the next judgment,
+    not after the batch it was made in (a START used to follow a minute of judgments)."""
+    work = fresh_demo(tmp_path)
+    log = simulated_log(canary_ttft_factor=1.0)
+    capsys.readouterr()  # the simulation that recorded the log printed too
+    assert main(["run", "--rules", str(work / "rule.yaml"), "--events", str(log)]) == 0
+    out = capsys.readouterr().out
+    stamps = re.findall(r"(?m)^(\d\d:\d\d:\d\d)  ", out)
+    assert len(stamps) > 20 and stamps == sorted(stamps)
+    assert out.index(" START ") < out.index(" step 1/4 ")

@@ -143,7 +143,7 @@ def test_rollout_advances_and_promotes(
     with _cluster(api_version) as api:
         api.put(_object(kind, api_version))
         c = asyncio.run(
-            _replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.0))
+            _replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.0), chunk=50)
         )
         obj = api.get(api_version, kind, "routed")
     assert [d.action for d in c.decisions] == ["start", "advance", "advance", "promote"]
@@ -167,7 +167,7 @@ def test_slow_canary_rolls_back_to_no_canary_traffic(
     with _cluster(api_version) as api:
         api.put(_object(kind, api_version))
         c = asyncio.run(
-            _replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.4))
+            _replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.4), chunk=50)
         )
         obj = api.get(api_version, kind, "routed")
     assert c.decisions[-1].action == "rollback"
@@ -193,7 +193,7 @@ def test_a_concurrent_writer_gets_409_and_the_router_rereads(
 
         api.before_write = label
         c = asyncio.run(
-            _replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.0))
+            _replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.0), chunk=50)
         )
         obj = api.get(api_version, kind, "routed")
     assert c.error is None
@@ -577,7 +577,9 @@ def test_status_reads_cluster_objects(
     kind, api_version = FLAVOURS[1]
     with KubeApi() as api:
         api.put(_object(kind, api_version))
-        asyncio.run(_replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.4)))
+        asyncio.run(
+            _replay(api, _rule(kind, api_version), simulated_log(canary_ttft_factor=1.4), chunk=50)
+        )
         kubeconfig = api.write_kubeconfig(tmp_path / "config")
         rule = tmp_path / "rule.yaml"
         rule.write_text(rule_text(kind, api_version))

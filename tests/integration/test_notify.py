@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -294,7 +295,8 @@ def test_a_slow_receiver_never_delays_a_rollback(
     tmp_path: Path, simulated_log: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = simulated_log(canary_ttft_factor=1.4)
-    with Receiver(default=Answer(delay=2.0)) as rx:
+    release = threading.Event()  # the receiver answers nothing until the replay is over
+    with Receiver(hold=release) as rx:
         monkeypatch.setenv("CA_TEST_HOOK_URL", rx.url())
         monkeypatch.setenv("CA_TEST_HOOK_SECRET", SECRET)
         rule = _rule_with(fresh_demo(tmp_path), NOTIFY)
@@ -307,9 +309,10 @@ def test_a_slow_receiver_never_delays_a_rollback(
             for line in log.read_bytes().splitlines():
                 await engine.feed_lines([line])
             await engine.finish()
-            # Inline delivery would have waited for each 2 s answer before deciding on.
+            # Inline delivery would have waited for each answer before deciding on.
             delivered_then = queues[0].stats.delivered
             phase = c.state.phase if c.state else ""
+            release.set()
             await engine.close(timeout=20)
             return delivered_then, queues[0].stats.delivered, phase
 

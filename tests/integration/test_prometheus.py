@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import shutil
 import signal
 import time
@@ -444,3 +445,44 @@ def test_run_without_a_log_refuses_rules_that_read_one(
     assert main(["run", "--rules", str(rule_file)]) == 2
     err = capsys.readouterr().err
     assert "rule reads-log has access-log checks" in err and "--events FILE|- or --kafka" in err
+
+
+@pytest.mark.parametrize(("steps", "paused"), [("[50, 100]", True), ("[10, 50, 100]", False)])
+def test_rewrite_decisions_that_do_not_follow_the_weights_pause_the_rollout(
+    prom: PrometheusServer, tmp_path: Path, steps: str, paused: bool
+) -> None:
+    """A rule with only Prometheus checks has no access log to count the canary's share in:
+    the endpoint picker's rewrite decisions say where the requests went. The backfilled
+    picker sent c1 2 of every 22 requests (9%): right for a 10% step, not for a 50% one."""
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(
+        "apiVersion: inference.networking.x-k8s.io/v1alpha2\nkind: InferenceModel\n"
+        "metadata: {name: im}\nspec:\n  modelName: aa-model\n  poolRef: {name: pool}\n"
+        "  targetModels:\n  - {name: b1, weight: 1}\n  - {name: b2, weight: 1}\n"
+    )
+    checks = "    - {name: errors, source: prometheus, preset: epp-error-rate, tolerance: 0.01}"
+    text = RULE.format(url=prom.url, model="aa-model", checks=checks, name="r")
+    rules, errors, lines = parse_rule_text(text.replace("[10, 50, 100]", steps), "rule.yaml")
+    assert errors == []
+    loaded = LoadedRule(rules[0], tmp_path / "rule.yaml", lines[0])
+    source = PrometheusSource(loaded.rule.spec.prometheus)  # type: ignore[arg-type]
+    controller = RolloutController(
+        loaded, make_router(loaded), NoopNotifier(), prometheus=source, traffic_follows=True
+    )
+    engine = Engine([controller])
+    t0 = float(prom.data.start + 300)
+
+    async def go() -> None:
+        await engine.start(t0)
+        for now in range(int(t0) + 10, int(t0) + 61, 10):
+            await engine.advance(float(now))
+        await engine.close()
+
+    asyncio.run(go())
+    assert controller.state is not None
+    assert (controller.state.phase == "Paused") is paused
+    if paused:
+        reason = controller.decisions[-1].reason
+        got = re.search(r"in the endpoint picker's rewrite decisions it got ([\d.]+)%", reason)
+        assert got is not None and 5 < float(got.group(1)) < 15, reason
+        assert "the weights give the canary 50.0%" in reason

@@ -2,7 +2,8 @@
 
 The data: 40 minutes of 15-second samples ending 30 minutes ago, for
 - vllm:gpu_cache_usage_perc on two pods (0.62 and 0.95);
-- the endpoint picker's request, error and TTFT-histogram counters for two virtual models, each
+- the endpoint picker's request, error, TTFT-histogram and rewrite-decision counters for two
+  virtual models, each
   routed to baseline adapters b1, b2 (10 req/s each) and canary c1 (2 req/s):
   ``slow-model``: the canary's TTFT is 1.4x and its error rate 5% (baseline 1%);
   ``aa-model``: the canary behaves exactly like the baseline.
@@ -103,6 +104,16 @@ def write_openmetrics(path: Path, seed: int = 7) -> Dataset:
         labels = f'model_name="{model}",target_model_name="{target}"'
         lines += [
             f"llm_d_epp_request_total{{{labels}}} {v} {t}" for v, t in zip(req, times, strict=True)
+        ]
+    # The endpoint picker's rewrite decisions: which target each request of the model went to.
+    lines.append("# TYPE llm_d_epp_model_rewrite_decisions counter")
+    for (model, target), (req, _) in totals.items():
+        labels = (
+            f'model_rewrite_name="{model}-rewrite",model_name="{model}",target_model="{target}"'
+        )
+        lines += [
+            f"llm_d_epp_model_rewrite_decisions_total{{{labels}}} {v} {t}"
+            for v, t in zip(req, times, strict=True)
         ]
     lines.append("# TYPE llm_d_epp_request_error counter")
     for (model, target), (_, err) in totals.items():

@@ -4,6 +4,7 @@ endpoint or a gate. Each request is recorded; answers follow a script, then a de
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +38,11 @@ class Receiver(ThreadedServer):
         script: list[Answer] | None = None,
         default: Answer | None = None,
         answer: Callable[[Recorded], Answer] | None = None,
+        hold: threading.Event | None = None,
     ) -> None:
+        """``hold``: every answer waits until it is set (a receiver slower than anything the
+        test does, without a race against the wall clock)."""
+        self.hold = hold
         self.script = list(script or [])
         self.default = default or Answer()
         self.answer = answer
@@ -56,6 +61,8 @@ class Receiver(ThreadedServer):
             ans = self.script.pop(0) if self.script else self.default
         if ans.delay:
             await asyncio.sleep(ans.delay)
+        while self.hold is not None and not self.hold.is_set():
+            await asyncio.sleep(0.01)
         if ans.json is not None:
             return web.json_response(ans.json, status=ans.status, headers=ans.headers)
         return web.Response(status=ans.status, text=ans.body, headers=ans.headers)

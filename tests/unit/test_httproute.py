@@ -229,3 +229,14 @@ def test_a_condition_false_for_the_current_generation_is_a_refusal() -> None:
     assert refusal(model, "InferenceModel", "im") == "im: Ready=False (R): m"
     model["status"]["conditions"] = [_condition("Ready", "Unknown", 2)]  # the CRD's default
     assert refusal(model, "InferenceModel", "im") is None
+
+
+def test_an_alpha_inferencepool_is_a_pool_too() -> None:
+    doc = _route()
+    for rule in doc["spec"]["rules"][:2]:
+        rule["backendRefs"][0]["group"] = "inference.networking.x-k8s.io"  # GIE < 1.0
+    assert _read(doc) == (("pool-a", 1),)
+    doc["spec"]["rules"][0]["backendRefs"][0]["group"] = "example.com"
+    with pytest.raises(WeightError, match="baseline adapters not targeted by the object: pool-a"):
+        check_groups(_read(doc, rule_name="completions"), ["pool-a"], ["pool-b"])
+    assert _read(doc, rule_name="completions") == (("InferencePool/pool-a", 1),)
