@@ -68,6 +68,11 @@ class DaemonCollector(Collector):
         p_values = GaugeMetricFamily(
             "canary_analyzer_check_p_value", "Last p-value per check", labels=["rule", "check"]
         )
+        alphas = GaugeMetricFamily(
+            "canary_analyzer_check_alpha",
+            "Each check's alpha (the line its p-value is judged against)",
+            labels=["rule", "check"],
+        )
         effects = GaugeMetricFamily(
             "canary_analyzer_check_effect",
             "Last effect per check (ratio or difference)",
@@ -101,6 +106,8 @@ class DaemonCollector(Collector):
                 unattributed.add_metric([c.name, adapter], n)
             for (check, status), n in sorted(c.judgments.items()):
                 judgments.add_metric([c.name, check, status], n)
+            for spec in c.spec.checks:
+                alphas.add_metric([c.name, spec.name], spec.alpha)
             if c.last_verdict is not None:
                 for r in c.last_verdict.checks:
                     if r.p_value is not None:
@@ -118,7 +125,8 @@ class DaemonCollector(Collector):
                 counted[d.action] = counted.get(d.action, 0) + 1
             for action, n in sorted(counted.items()):
                 decisions.add_metric([c.name, action], n)
-        yield from (judgments, p_values, effects, weights, phase, step, decisions, unattributed)
+        yield from (judgments, p_values, alphas, effects, weights, phase, step, decisions)
+        yield unattributed
         yield degraded
         deliveries = CounterMetricFamily(
             "canary_analyzer_notifications",

@@ -320,3 +320,22 @@ def test_dashboard_queries_metrics_that_exist() -> None:
     assert ours and ours <= exported | counters, ours - exported - counters
     assert any("llm_d_epp_request_ttft_seconds_bucket" in e for e in exprs)
     assert any("vllm:" in e for e in exprs)
+
+
+def test_dashboard_units_log_p_values_against_alpha_and_decision_annotations() -> None:
+    dashboard = json.loads((CHART / "dashboards" / "canary-analyzer.json").read_text())
+    panels = {p["title"]: p for p in dashboard["panels"]}
+    units = {t: p["fieldConfig"]["defaults"]["unit"] for t, p in panels.items()}
+    assert units["Canary share and phase"] == "percent"
+    assert units["TTFT per adapter (endpoint picker p50 / p99)"] == "s"
+    p_values = panels["Check p-values (adjusted)"]
+    assert p_values["fieldConfig"]["defaults"]["custom"]["scaleDistribution"]["type"] == "log"
+    exprs = [t["expr"] for t in p_values["targets"]]
+    assert any("canary_analyzer_check_alpha" in e for e in exprs)  # the line p is judged by
+    vllm = panels["vLLM TTFT (whole pool) and KV cache"]
+    kv = vllm["fieldConfig"]["overrides"][0]["properties"]
+    assert {"id": "unit", "value": "percentunit"} in kv
+    assert any("vllm:kv_cache_usage_perc" in t["expr"] for t in vllm["targets"])
+    [decisions] = dashboard["annotations"]["list"]
+    assert "canary_analyzer_decisions_total" in decisions["expr"]
+    assert decisions["titleFormat"] == "{{action}}"

@@ -77,6 +77,7 @@ def test_endpoints_report_a_rollout(tmp_path: Path, simulated_log: Callable[...,
         in metrics
     )
     assert "canary_analyzer_check_p_value{" in metrics
+    assert 'canary_analyzer_check_alpha{check="ttft",rule="lora-request-canary"} 0.01' in metrics
 
 
 def test_liveness_fails_on_a_stuck_loop_and_readiness_names_waiting_rules(
