@@ -29,7 +29,7 @@ from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.daemon import Daemon, DaemonSettings
 from analyzer.runtime.engine import Engine
 from analyzer.runtime.summary import summarize
-from analyzer.runtime.wiring import build_controllers, load_rule_files
+from analyzer.runtime.wiring import build_controllers, load_rule_files, without_log_readers
 from analyzer.sources.kafkasettings import KafkaSettings
 from analyzer.sources.replay import stream_batches
 from analyzer.telemetry import configure_logging
@@ -272,14 +272,10 @@ def _daemon(args: argparse.Namespace, rule_paths: list[str] | None) -> int:
     # down to 0.2 s, 16% more lines per second (bench/RESULTS.md, "Kafka ingest").
     gc.freeze()
     rules = load_rule_files(rule_paths)
-    reading = [r.name for r in rules if r.rule.spec.accesslog_checks]
-    if kafka is None and reading:
-        print(
-            f"error: rule {', '.join(reading)} has access-log checks: give the log with "
-            "--events FILE|- or --kafka (only rules whose checks all query Prometheus run "
-            "without one)",
-            file=sys.stderr,
-        )
+    _, refused = without_log_readers(rules, reads_log=kafka is not None)
+    for problem in refused:
+        print(f"error: {problem}; or judge a log with --events FILE|-", file=sys.stderr)
+    if refused:
         return 2
     if kafka is None:
         print("no access log: every check queries Prometheus; judging on the wall clock")

@@ -77,9 +77,17 @@ class Notifier(Protocol):
         """Deliver what is queued, within ``timeout`` seconds, then stop."""
         ...
 
+    def unsettled(self) -> frozenset[str] | None:
+        """Keys of the notifications handed over and not yet settled (sent, or given up);
+        None for a notifier that keeps no queue (nothing of it can be lost to a crash)."""
+        ...
+
 
 class NoopNotifier:
     async def notify(self, notification: Notification) -> None:
+        return None
+
+    def unsettled(self) -> frozenset[str] | None:
         return None
 
     async def aclose(self, timeout: float) -> None:
@@ -99,3 +107,7 @@ class FanoutNotifier:
     async def aclose(self, timeout: float) -> None:
         for n in self.notifiers:
             await n.aclose(timeout)
+
+    def unsettled(self) -> frozenset[str] | None:
+        queued = [u for n in self.notifiers if (u := n.unsettled()) is not None]
+        return frozenset().union(*queued) if queued else None

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -118,6 +119,7 @@ class DeliveryQueue:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._worker: asyncio.Task[None] | None = None
+        self._unsettled: Counter[str] = Counter()
 
     async def notify(self, notification: Notification) -> None:
         if SEVERITY_RANK[notification.severity] < self.min_rank:
@@ -136,6 +138,7 @@ class DeliveryQueue:
             )
             return
         self.stats.queued += 1
+        self._unsettled[notification.key] += 1
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run(), name=f"notify-{self.name}")
 
@@ -157,6 +160,9 @@ class DeliveryQueue:
                 self.stats.failed += 1
                 log.error("notification_crashed", destination=self.name, error=repr(exc))
             finally:
+                self._unsettled[notification.key] -= 1
+                if self._unsettled[notification.key] <= 0:
+                    del self._unsettled[notification.key]
                 self.queue.task_done()
 
     async def _deliver(self, notification: Notification) -> None:
@@ -197,6 +203,9 @@ class DeliveryQueue:
             else:
                 self.stats.delivered += 1
                 return
+
+    def unsettled(self) -> frozenset[str]:
+        return frozenset(self._unsettled)
 
     async def aclose(self, timeout: float) -> None:
         """Flush what is queued within ``timeout`` seconds, then stop the worker."""

@@ -44,3 +44,6 @@ class LogNotifier:
 
     async def aclose(self, timeout: float) -> None:
         return None
+
+    def unsettled(self) -> frozenset[str] | None:
+        return None  # written to the log at once

@@ -110,6 +110,10 @@ class RolloutState:
     strata_from: tuple[float, ...] = ()
     """Where the rollout's earlier evidence windows start (each ends where the next starts,
     the last where the current step started): a restarted daemon rebuilds them all."""
+    notified_until: float = 0.0
+    """The time of the last decision in ``history`` whose notifications all settled (sent, or
+    given up after their retries): the outbox. The leader that adopts the state sends the
+    later ones again, with the same Idempotency-Key."""
 
     @property
     def finished(self) -> bool:
@@ -147,6 +151,7 @@ class RolloutState:
             "message": self.message,
             "history": [d.to_json() for d in self.history],
             "strataFrom": list(self.strata_from),
+            "notifiedUntil": self.notified_until,
         }
 
     def dumps(self) -> str:
@@ -171,6 +176,8 @@ class RolloutState:
             message=str(data.get("message", "")),
             history=tuple(Decision.from_json(d) for d in data.get("history", [])),
             strata_from=tuple(float(t) for t in data.get("strataFrom", [])),
+            # A state written before the outbox: its decisions count as sent.
+            notified_until=float(data.get("notifiedUntil", _last_decision_at(data))),
         )
 
     @classmethod
@@ -179,6 +186,10 @@ class RolloutState:
         if not isinstance(data, dict):
             raise ValueError("rollout state must be a JSON object")
         return cls.from_json(data)
+
+
+def _last_decision_at(data: dict[str, Any]) -> float:
+    return max((float(d["at"]) for d in data.get("history", [])), default=0.0)
 
 
 def _targets(items: Sequence[Sequence[Any]]) -> tuple[Target, ...]:

@@ -58,6 +58,7 @@ from analyzer.routers.base import (
 from analyzer.runtime.actuation import not_following
 from analyzer.runtime.announce import Announcer, gates_refusal
 from analyzer.runtime.outage import OutageNotices
+from analyzer.runtime.outbox import Outbox, watermark
 from analyzer.sources.metrics import MetricsSource, NoMetricsSource
 from analyzer.stats.histogram import IntArray
 
@@ -67,7 +68,7 @@ JudgmentListener = Callable[["RolloutController", float, Verdict], None]
 MAX_CONFLICT_RETRIES = 3
 
 
-class RolloutController(OutageNotices):
+class RolloutController(OutageNotices, Outbox):
     def __init__(
         self,
         loaded: LoadedRule,
@@ -105,6 +106,8 @@ class RolloutController(OutageNotices):
         )
         self.next_judgment_at: float | None = None
         self.announced: list[Notification] = []
+        self.outbox: list[Notification] = []
+        """Every notification handed over, decisions and the adopted state's re-sends."""
         self.last_verdict: Verdict | None = None
         self.error: str | None = None
         self.on_judgment = on_judgment
@@ -185,6 +188,7 @@ class RolloutController(OutageNotices):
         previous = self._parse_state(raw) if raw else None
         if previous is not None and previous.revision == self.revision:
             self.state = previous
+            await self._resend(previous)
             self._log.info(
                 "rollout_adopted",
                 phase=previous.phase,
@@ -381,6 +385,9 @@ class RolloutController(OutageNotices):
             state = replace(state, applied=targets)
         previous = self.state
         changed = previous is None or state != previous or bool(extra)
+        unsettled = self.notifier.unsettled()
+        if changed and unsettled is not None:  # the outbox rides on writes made anyway
+            state = replace(state, notified_until=watermark(state, self.outbox, unsettled))
         if changed:
             await self.router.write(
                 version=obj.version,
@@ -398,6 +405,7 @@ class RolloutController(OutageNotices):
             if isinstance(action, Announce):
                 notification = self.announcer.notification(obj, state, action.decision, targets)
                 self.announced.append(notification)
+                self.outbox.append(notification)
                 await self.notifier.notify(notification)
 
     def _reset_windows(self, state: RolloutState) -> None:

@@ -38,7 +38,7 @@ from analyzer.runtime.leader import KubeLeaseStore, LeaderElector
 from analyzer.runtime.reload import RuleDirectory
 from analyzer.runtime.summary import summarize
 from analyzer.runtime.supervisor import Heartbeats, Supervisor
-from analyzer.runtime.wiring import build_controllers, swap_controllers
+from analyzer.runtime.wiring import build_controllers, swap_controllers, without_log_readers
 from analyzer.sources.clock import EventSource, WallClockSource
 from analyzer.sources.kafka import KafkaSource
 from analyzer.sources.kafkasettings import KafkaSettings
@@ -262,6 +262,9 @@ class Daemon:
 
     async def _reload(self, engine: Engine, rules: list[LoadedRule]) -> None:
         s = self.settings
+        rules, refused = without_log_readers(rules, reads_log=s.kafka is not None)
+        for problem in refused:  # that rule is left out; the others keep running
+            log.error("rule_refused", problem=problem)
         swapped, problems = swap_controllers(
             self.controllers,
             rules,

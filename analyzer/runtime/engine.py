@@ -167,6 +167,8 @@ class Engine:
             for c, at in due.items():
                 if at <= first:
                     await c.tick(first)
+        for c in self.controllers:
+            await c.settle_outbox(now)
         self.now = now
 
     @staticmethod

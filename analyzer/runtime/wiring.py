@@ -119,6 +119,7 @@ def carry_over(old: RolloutController, fresh: RolloutController) -> None:
     fresh.state, fresh.next_judgment_at = old.state, old.next_judgment_at
     fresh.last_seen_version = old.last_seen_version
     fresh.announced = list(old.announced)
+    fresh.outbox = list(old.outbox)
     fresh.judgments = old.judgments
 
 
@@ -152,3 +153,23 @@ def swap_controllers(
             carry_over(replaced, fresh)  # same revision: the rollout and its evidence go on
         out.append(fresh)
     return out, problems
+
+
+def without_log_readers(
+    rules: Sequence[LoadedRule], reads_log: bool
+) -> tuple[list[LoadedRule], list[str]]:
+    """The rules a daemon can judge, and why the others are refused: with no access log read
+    (no Kafka), a rule with access-log checks would wait for evidence that never comes."""
+    if reads_log:
+        return list(rules), []
+    kept, problems = [], []
+    for loaded in rules:
+        if loaded.rule.spec.accesslog_checks:
+            problems.append(
+                f"{loaded.source}:{loaded.line}: rule {loaded.name} has access-log checks, and "
+                "this daemon reads no access log (started without --kafka): restart it with "
+                "--kafka, or give the rule Prometheus checks only"
+            )
+        else:
+            kept.append(loaded)
+    return kept, problems

@@ -48,6 +48,9 @@ class Recorder:
     async def aclose(self, timeout: float) -> None:
         return None
 
+    def unsettled(self) -> frozenset[str] | None:
+        return None  # recorded at once: nothing to lose
+
 
 def _controller(ac: client.ApiClient, name: str = "routed") -> tuple[RolloutController, Recorder]:
     loaded = _rule(KIND, API_VERSION)

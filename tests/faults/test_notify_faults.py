@@ -8,14 +8,26 @@ failed; ``Retry-After: 45`` was cut to 30 s."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
+from collections.abc import Callable
 from email.utils import formatdate
+from pathlib import Path
 
+import pytest
+
+from analyzer.config import load_rules
 from analyzer.notify.delivery import DeliveryQueue, Transport
+from analyzer.notify.factory import make_notifier
 from analyzer.notify.slack import SlackWebhookTransport
 from analyzer.notify.webhook import IDEMPOTENCY_HEADER, WebhookTransport
-from tests.integration.test_notify import SECRET, notification
+from analyzer.rollout.state import RolloutState, annotation_key
+from analyzer.routers.factory import make_router
+from analyzer.runtime.controller import RolloutController
+from analyzer.runtime.engine import Engine
+from tests.conftest import START, fresh_demo
+from tests.integration.test_notify import NOTIFY, SECRET, _rule_with, notification
 from tests.servers.receiver import Answer, Receiver
 
 
@@ -104,3 +116,61 @@ def test_slack_is_not_posted_twice_when_an_answer_is_late() -> None:
     with Receiver([Answer(status=503), Answer(status=200)]) as rx:
         q, _ = deliver(SlackWebhookTransport(rx.url(), timeout=5))
     assert q.stats.delivered == 1 and len(rx.requests) == 2  # surely not posted: retried
+
+
+def test_a_notification_lost_with_its_process_is_sent_by_the_next_leader(
+    tmp_path: Path, simulated_log: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox lives in the state annotation (runtime/outbox.py). A daemon killed while its
+    START notification was still being retried: the replica that adopts the state sends it
+    (same Idempotency-Key); once everything settled, the state says so and a later adopter
+    sends nothing again."""
+    lines = simulated_log(canary_ttft_factor=1.0).read_bytes().splitlines()
+    with Receiver([Answer(status=503)], default=Answer(status=200)) as rx:
+        monkeypatch.setenv("CA_TEST_HOOK_URL", rx.url())
+        monkeypatch.setenv("CA_TEST_HOOK_SECRET", SECRET)
+        rule = _rule_with(fresh_demo(tmp_path), NOTIFY)
+        t0 = float(START)
+
+        def controller() -> tuple[RolloutController, list[DeliveryQueue]]:
+            loaded = load_rules([rule])[0][0]
+            notifier, queues = make_notifier(loaded.rule.spec)
+            return RolloutController(loaded, make_router(loaded), notifier), queues
+
+        async def go() -> tuple[list[str], float, float, int]:
+            first, queues = controller()
+            await Engine([first]).start(t0)  # START written, its webhook answered 503
+            while not rx.requests:
+                await asyncio.sleep(0.01)
+            for q in queues:  # SIGKILL: the retry never happens
+                assert q._worker is not None
+                q._worker.cancel()
+            second, queues = controller()
+            engine = Engine([second])
+            await engine.start(t0 + 1)  # adopts the state, sends the START again
+            for i in range(0, len(lines), 500):
+                await engine.feed_lines(lines[i : i + 500])
+            await engine.finish()
+            for q in queues:
+                await asyncio.wait_for(q.queue.join(), 10)
+            await engine.advance((engine.now or t0) + 60)  # a finished rollout's last write
+            assert second.state is not None
+            written = RolloutState.loads(
+                (await second.router.read()).annotations[annotation_key(second.name)]
+            )
+            third, _ = controller()
+            before = len(rx.requests)
+            await Engine([third]).start((engine.now or t0) + 120)
+            await asyncio.sleep(0.2)
+            actions = [d.action for d in second.state.history]
+            last = second.state.history[-1].at
+            return actions, written.notified_until, last, len(rx.requests) - before
+
+        actions, notified_until, last, resent_later = asyncio.run(go())
+    keys = [r.headers[IDEMPOTENCY_HEADER] for r in rx.requests]
+    sent = [json.loads(r.body)["decision"]["action"] for r in rx.requests]
+    assert actions == ["start", "advance", "advance", "promote"]
+    assert sent == ["start", "start", "advance", "advance", "promote"]
+    assert keys[0] == keys[1] and len(set(keys)) == 4  # the same START, then one of each
+    assert notified_until == last  # all settled, recorded in the state
+    assert resent_later == 0

@@ -19,12 +19,19 @@ from scipy import special
 
 from analyzer.analysis import promchecks
 from analyzer.cli import main
-from analyzer.config import LoadedRule, PrometheusCheckSpec, PrometheusSpec, parse_rule_text
+from analyzer.config import (
+    LoadedRule,
+    PrometheusCheckSpec,
+    PrometheusSpec,
+    load_rules,
+    parse_rule_text,
+)
 from analyzer.notify.base import NoopNotifier
 from analyzer.rollout.state import RolloutState, annotation_key
 from analyzer.routers.factory import make_router
 from analyzer.runtime.controller import RolloutController
 from analyzer.runtime.engine import Engine
+from analyzer.runtime.wiring import without_log_readers
 from analyzer.sources.prometheus import PrometheusSource, render, template_context
 from tests.ranks import weighted_mannwhitney
 from tests.servers.daemon import start_daemon
@@ -444,7 +451,16 @@ def test_run_without_a_log_refuses_rules_that_read_one(
     rule_file.write_text(text.replace("    file: manifest.yaml\n", ""))
     assert main(["run", "--rules", str(rule_file)]) == 2
     err = capsys.readouterr().err
-    assert "rule reads-log has access-log checks" in err and "--events FILE|- or --kafka" in err
+    assert "rule reads-log has access-log checks" in err and "restart it with --kafka" in err
+    assert "--events FILE|-" in err
+    # the same refusal on a hot reload, which keeps the other rules (runtime/daemon.py)
+    loaded = load_rules([rule_file])[0]
+    prometheus_only = rule(
+        "http://127.0.0.1:9", "m", "    - {name: e, source: prometheus, preset: epp-error-rate}"
+    )
+    kept, refused = without_log_readers([*loaded, prometheus_only], reads_log=False)
+    assert kept == [prometheus_only] and len(refused) == 1 and "reads-log" in refused[0]
+    assert without_log_readers(loaded, reads_log=True) == (loaded, [])
 
 
 @pytest.mark.parametrize(("steps", "paused"), [("[50, 100]", True), ("[10, 50, 100]", False)])
