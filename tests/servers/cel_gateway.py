@@ -150,6 +150,17 @@ RULES: dict[str, Rule] = {
         lambda v: PATH_CHARS.match(v) is not None
     ),
 }
+for _type, _field in (
+    ("ReplaceFullPath", "replaceFullPath"),
+    ("ReplacePrefixMatch", "replacePrefixMatch"),
+):
+    # requestRedirect.path and urlRewrite.path: the type and its field go together
+    RULES[f"{_field} must be specified when type is set to '{_type}'"] = (
+        lambda new, old, t=_type, f=_field: new.get("type") != t or f in new
+    )
+    RULES[f"type must be '{_type}' when {_field} is set"] = lambda new, old, t=_type, f=_field: (
+        f not in new or new.get("type") == t
+    )
 for _part in ("//", "/./", "/../", "%2f", "%2F", "#"):
     RULES[f"must not contain '{_part}' when type one of ['Exact', 'PathPrefix']"] = _path_rule(
         lambda v, p=_part: p not in v

@@ -1,8 +1,12 @@
 """The CRD validator the router tests rely on refuses what a real API server refuses."""
 
 import copy
+from typing import Any
 
-from tests.servers.crd import default, validate
+from ruamel.yaml import YAML
+
+from tests.servers import cel_gateway
+from tests.servers.crd import CRD_DIR, default, validate
 
 V1A2 = {
     "apiVersion": "inference.networking.x-k8s.io/v1alpha2",
@@ -92,3 +96,27 @@ def test_httproute_schema_and_cel_rules_refuse_what_the_api_server_refuses() -> 
     assert "sectionName must be unique" in " ".join(validate(default(twice)))
     with_port = _route(backendRefs=[{"name": "svc", "port": 80, "weight": 0}])
     assert validate(default(with_port)) == []
+
+
+def test_every_cel_rule_of_the_httproute_crd_is_implemented() -> None:
+    """An unknown rule fails loudly (tests/servers/crd.py): none is left unknown."""
+    crd = YAML(typ="safe").load(
+        (CRD_DIR / "httproutes.gateway.v1.gateway-api-v1.6.1.yaml").read_text()
+    )
+    messages: set[str] = set()
+
+    def walk(node: dict[str, Any]) -> None:
+        messages.update(r["message"] for r in node.get("x-kubernetes-validations", []))
+        for sub in node.get("properties", {}).values():
+            walk(sub)
+        if "items" in node:
+            walk(node["items"])
+
+    for version in crd["spec"]["versions"]:
+        walk(version["schema"]["openAPIV3Schema"])
+    assert len(messages) == 50 and messages <= set(cel_gateway.RULES)
+    rewrite = _route(
+        matches=[{"path": {"type": "PathPrefix", "value": "/v1"}}],
+        filters=[{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath"}}}],
+    )
+    assert "replaceFullPath must be specified" in " ".join(validate(default(rewrite)))
