@@ -26,7 +26,7 @@ from ruamel.yaml.error import YAMLError
 from analyzer.config import TargetRef
 from analyzer.rollout.weights import Target
 from analyzer.routers.base import ConflictError, RoutedObject, RouterError
-from analyzer.routers.objects import Routing, read_annotations
+from analyzer.routers.objects import Routing
 
 
 def _yaml() -> YAML:
@@ -108,15 +108,6 @@ class FileRouter:
             f"{self.target.namespace}/{self.target.name}"
         )
 
-    def _routed(self, version: str, doc: CommentedMap) -> RoutedObject:
-        return RoutedObject(
-            version=version,
-            targets=self.routing.read(doc),
-            annotations=read_annotations(doc),
-            inconsistency=self.routing.inconsistency(doc),
-            refusal=self.routing.refusal(doc),
-        )
-
     def _stat(self) -> tuple[int, int, int] | None:
         try:
             st = self.path.stat()
@@ -127,7 +118,7 @@ class FileRouter:
     def _read(self, key: tuple[int, int, int] | None) -> RoutedObject:
         """The object from the file as it was at ``key`` (its stat, taken before reading)."""
         data, _, doc = self._load()
-        obj = self._routed(hashlib.sha256(data).hexdigest(), doc)
+        obj = self.routing.routed(hashlib.sha256(data).hexdigest(), doc)
         self._cache = (key, obj) if key is not None else None
         return obj
 
@@ -169,4 +160,4 @@ class FileRouter:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return self._routed(hashlib.sha256(out).hexdigest(), doc)
+        return self.routing.routed(hashlib.sha256(out).hexdigest(), doc)

@@ -35,7 +35,7 @@ from analyzer.routers.base import (
     RouterError,
     TransientRouterError,
 )
-from analyzer.routers.objects import Routing, read_annotations
+from analyzer.routers.objects import Routing
 
 log = structlog.get_logger("analyzer.kube")
 PLURALS = {
@@ -145,13 +145,7 @@ class KubeRouter:
                 )
 
     def _routed(self, obj: dict[str, Any]) -> RoutedObject:
-        return RoutedObject(
-            version=str(obj["metadata"]["resourceVersion"]),
-            targets=self.routing.read(obj),
-            annotations=read_annotations(obj),
-            inconsistency=self.routing.inconsistency(obj),
-            refusal=self.routing.refusal(obj),
-        )
+        return self.routing.routed(str(obj["metadata"]["resourceVersion"]), obj)
 
     async def read(self) -> RoutedObject:
         t = self.target

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzer.rollout.weights import Target
-from analyzer.routers.base import RouterError
+from analyzer.routers.base import RoutedObject, RouterError
 from analyzer.routers.httproute import disagreement, read_backends, write_backends
 
 
@@ -189,6 +189,16 @@ class Routing:
             targets,
             pools=self.pools,
             rule_name=self.rule_name,
+        )
+
+    def routed(self, version: str, doc: MutableMapping[str, Any]) -> RoutedObject:
+        """The object as the controller sees it: targets, annotations, and what is wrong."""
+        return RoutedObject(
+            version=version,
+            targets=self.read(doc),
+            annotations=read_annotations(doc),
+            inconsistency=self.inconsistency(doc),
+            refusal=self.refusal(doc),
         )
 
     def refusal(self, doc: MutableMapping[str, Any]) -> str | None:

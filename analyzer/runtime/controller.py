@@ -385,8 +385,8 @@ class RolloutController(OutageNotices, Outbox):
             state = replace(state, applied=targets)
         previous = self.state
         changed = previous is None or state != previous or bool(extra)
-        unsettled = self.notifier.unsettled()
-        if changed and unsettled is not None:  # the outbox rides on writes made anyway
+        if changed and (unsettled := self.notifier.unsettled()) is not None:
+            # the outbox rides on writes made anyway
             state = replace(state, notified_until=watermark(state, self.outbox, unsettled))
         if changed:
             await self.router.write(

@@ -81,12 +81,16 @@ class Outbox:
     async def settle_outbox(self, now: float) -> None:
         """A finished rollout makes no more writes: record in its state once its last
         notifications settled, so that the next adopter sends none of them again."""
-        s, unsettled = self.state, self.notifier.unsettled()
+        s = self.state
         if s is None or not s.finished or self.error or self.retired or self.backoff.outage:
             return
-        if unsettled is None or watermark(s, self.outbox, unsettled) <= s.notified_until:
+        unsettled = self.notifier.unsettled()
+        if unsettled is None:
             return
-        settled = replace(s, notified_until=watermark(s, self.outbox, unsettled))
+        until = watermark(s, self.outbox, unsettled)
+        if until <= s.notified_until:
+            return
+        settled = replace(s, notified_until=until)
 
         async def write(at: float) -> None:
             await self._apply(await self.router.read(), settled, [], {})
