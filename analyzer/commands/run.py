@@ -21,6 +21,8 @@ from typing import Any, TextIO
 
 import orjson
 
+from analyzer.commands.htmlreport import require_plots, write_report
+from analyzer.commands.recorder import JudgmentRecorder, fanout
 from analyzer.commands.report import Progress, ProgressListener, clock, events_line, print_summary
 from analyzer.config import LoadedRule
 from analyzer.errors import SetupError
@@ -84,9 +86,10 @@ async def run_file(
     progress: Progress | None,
     max_skew: float = DEFAULT_MAX_SKEW,
     follow: bool = False,
+    recorder: JudgmentRecorder | None = None,
 ) -> FileRun:
     listener = ProgressListener(progress) if progress else None
-    controllers = build_controllers(rules, dry_run, listener)
+    controllers = build_controllers(rules, dry_run, fanout(listener, recorder))
     # After the rules and their secrets: what is wrong with them is the first thing to say.
     if (problem := unreadable(events)) is not None:
         raise SetupError([problem])
@@ -225,10 +228,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     rules = load_rule_files(args.rules)
-    run = asyncio.run(run_file(rules, args.events, args.dry_run, None, args.max_event_skew))
+    report, pngs = args.report, args.report_png
+    recorder = JudgmentRecorder() if report or pngs else None
+    if recorder is not None:
+        require_plots()  # before the replay, not after minutes of it
+    run = asyncio.run(
+        run_file(rules, args.events, args.dry_run, None, args.max_event_skew, recorder=recorder)
+    )
     rollouts = asyncio.run(summarize(run.controllers))
     failed = backtest_failures(rollouts, args.fail_on)
-    doc = {
+    doc: dict[str, Any] = {
         "rollouts": rollouts,
         "events": run.engine.stats.to_json(),
         "dry_run": args.dry_run,
@@ -236,6 +245,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         "notes": notes(run),
         "backtest_failed": failed,
     }
+    if recorder is not None:
+        doc["report"] = write_report(
+            Path(report) if report else None, Path(pngs) if pngs else None, doc, recorder
+        )
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     else:
@@ -248,6 +261,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for note in notes(run):
             print(note)
         print(events_line(run.engine.stats))
+        for path in doc.get("report", ()):
+            print(f"report: {path}")
         print_failures(failed, args.fail_on, sys.stdout)
     return exit_status(rollouts, failed)
 
