@@ -122,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--dry-run", action="store_true", help="decide and report, write nothing")
 
+    def report_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--report",
+            metavar="FILE.html",
+            help="write a self-contained HTML backtest report: per rollout the share, each "
+            "check's interval against its tolerance, p-values against alpha, the decisions "
+            "(needs the report extra: pip install 'canary-analyzer[report]')",
+        )
+        p.add_argument(
+            "--report-png", metavar="DIR", help="also write the report's figures as PNGs in DIR"
+        )
+
     def fail_on(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
             "--fail-on",
@@ -177,16 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--events", required=True, help="recorded JSONL access log (.gz ok), or -")
     rp.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    rp.add_argument(
-        "--report",
-        metavar="FILE.html",
-        help="write a self-contained HTML backtest report: per rollout the share, each "
-        "check's interval against its tolerance, p-values against alpha, the decisions "
-        "(needs the report extra: pip install 'canary-analyzer[report]')",
-    )
-    rp.add_argument(
-        "--report-png", metavar="DIR", help="also write the report's figures as PNGs in DIR"
-    )
+    report_options(rp)
     fail_on(rp)
     max_skew(rp)
     common(rp)
@@ -224,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="one JSON document on stdout (live lines on stderr)"
     )
     fail_on(sim)
+    report_options(sim)
     common(sim)
     sim.set_defaults(func="simulate:cmd_simulate")
 

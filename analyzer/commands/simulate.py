@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from analyzer.commands.htmlreport import require_plots, write_report
+from analyzer.commands.recorder import JudgmentRecorder, fanout
 from analyzer.commands.report import Progress, ProgressListener, print_summary
 from analyzer.commands.run import (
     DEMO_FILES,
@@ -45,11 +47,13 @@ def _targets_of(router: TrafficRouter) -> TargetsReader:
     return read
 
 
-async def _simulate(args: argparse.Namespace, rules: list[LoadedRule]) -> list[dict[str, Any]]:
+async def _simulate(
+    args: argparse.Namespace, rules: list[LoadedRule], recorder: JudgmentRecorder | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     # With --json, stdout carries the JSON document only; the live lines go to stderr.
     progress = Progress(sys.stderr if args.json else sys.stdout)
     listener = ProgressListener(progress)
-    controllers = build_controllers(rules, args.dry_run, listener)
+    controllers = build_controllers(rules, args.dry_run, fanout(listener, recorder))
     engine = Engine(controllers)
     sims = [
         GatewaySimulator(
@@ -100,7 +104,7 @@ async def _simulate(args: argparse.Namespace, rules: list[LoadedRule]) -> list[d
         if record is not None:
             record.close()
         await engine.close()
-    return await summarize(controllers)
+    return await summarize(controllers), engine.stats.to_json()
 
 
 def on_copies(rules: list[LoadedRule], where: Path) -> list[LoadedRule]:
@@ -139,18 +143,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"demo: rules and manifest copied to {demo}{kept}", file=out)
         rule_paths = [str(demo / "rule.yaml")]
     rules = load_rule_files(rule_paths)
+    recorder = JudgmentRecorder() if args.report or args.report_png else None
+    if recorder is not None:
+        require_plots()
     if args.dry_run:
         print(DRY_RUN_BANNER, file=out)
     with tempfile.TemporaryDirectory(prefix="canary-analyzer-simulate-") as scratch:
         if args.rules and not args.in_place:
             rules = on_copies(rules, Path(scratch))
             print("simulate: weights go to copies of the manifests (--in-place: to them)", file=out)
-        rollouts = asyncio.run(_simulate(args, rules))
+        rollouts, events = asyncio.run(_simulate(args, rules, recorder))
     failed = backtest_failures(rollouts, args.fail_on)
+    doc: dict[str, Any] = {
+        "rollouts": rollouts,
+        "events": events,
+        "dry_run": args.dry_run,
+        "backtest_failed": failed,
+    }
+    if recorder is not None:
+        doc["report"] = write_report(
+            Path(args.report) if args.report else None,
+            Path(args.report_png) if args.report_png else None,
+            doc,
+            recorder,
+        )
     print(file=out)
     print_summary(rollouts, out)
+    for path in doc.get("report", ()):
+        print(f"report: {path}", file=out)
     print_failures(failed, args.fail_on, out)
     if args.json:
-        doc = {"rollouts": rollouts, "dry_run": args.dry_run, "backtest_failed": failed}
         print(orjson.dumps(doc).decode())
     return exit_status(rollouts, failed)

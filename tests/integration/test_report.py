@@ -151,3 +151,21 @@ def test_a_report_without_matplotlib_names_the_extra(
     err = capsys.readouterr().err
     assert "pip install 'canary-analyzer[report]'" in err
     assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.slow
+def test_simulate_writes_the_same_report_of_its_closed_loop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = fresh_demo(tmp_path / "w")
+    capsys.readouterr()
+    argv = ["simulate", "--rules", str(work / "rule.yaml"), "--canary-ttft-factor", "1.4"]
+    argv += ["--seed", "3", "--json", "--report", str(tmp_path / "s.html")]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    [rollout] = doc["rollouts"]
+    assert rollout["phase"] == "RolledBack" and doc["report"] == [str(tmp_path / "s.html")]
+    page = (tmp_path / "s.html").read_text(encoding="utf-8")
+    assert page.count('<tr class="decision">') == len(rollout["decisions"])
+    assert f"rollout {rollout['name']}: RolledBack</h2>" in page
+    assert "<script" not in page and "http://" not in page and "https://" not in page
