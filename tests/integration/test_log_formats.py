@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -159,3 +161,77 @@ def test_a_documented_envoy_log_with_30pct_unattributed_lines_holds(
     assert "advance" not in actions and "promote" not in actions
     hold = next(d for d in r["decisions"] if d["action"] == "hold")
     assert "data quality" in hold["reason"] and "name no adapter" in hold["reason"]
+
+
+LUA_HARNESS = """
+-- Envoy's Lua API, as much of it as the documented filter uses: body chunks (0-based
+-- getBytes), the stream's dynamic metadata.
+local chunks, read, metadata = {...}, 0, {}
+local function buffer(s)
+  return {
+    length = function(self) return #s end,
+    getBytes = function(self, i, n) return s:sub(i + 1, i + n) end,
+  }
+end
+local handle = {
+  bodyChunks = function(self)
+    return function()
+      read = read + 1
+      if chunks[read] then return buffer(chunks[read]) end
+    end
+  end,
+  streamInfo = function(self)
+    return {dynamicMetadata = function(self)
+      return {set = function(self, ns, k, v) metadata[ns .. ":" .. k] = v end}
+    end}
+  end,
+}
+envoy_on_response(handle)
+print(metadata["canary-analyzer:served_model"] or "-", read)
+"""
+
+
+def documented_lua() -> str:
+    [block] = re.findall(r"```lua\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    return str(block)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "served", "read"),
+    [
+        # vLLM's streamed answer: the first server-sent event names the adapter.
+        (
+            [
+                'data: {"id":"cmpl-1","object":"text_completion","created":1,'
+                '"model":"tweet-summary-1","choices":[{"index":0,"text":"Hi"}]}\n\n',
+                'data: {"id":"cmpl-1","model":"tweet-summary-1","choices":[]}\n\n',
+                "data: [DONE]\n\n",
+            ],
+            "tweet-summary-1",
+            1,
+        ),
+        # A whole JSON answer, split where Envoy's buffers split it.
+        (
+            [
+                '{"id": "cmpl-2", "object": "text_completion", "model" : "sql-lora-3", "cho',
+                'ices": []}',
+            ],
+            "sql-lora-3",
+            1,
+        ),
+        # An error body names no model: nothing set, every chunk passed through.
+        (['{"error": {"message": "upstream connect error"}}'], "-", 2),
+    ],
+    ids=["streamed", "whole", "error"],
+)
+def test_the_documented_lua_filter_records_the_served_adapter(
+    tmp_path: Path, chunks: list[str], served: str, read: int
+) -> None:
+    luajit = shutil.which("luajit")
+    assert luajit, "luajit (Debian's package, Envoy's Lua) is installed by scripts/test.sh"
+    script = tmp_path / "filter.lua"
+    script.write_text(documented_lua() + LUA_HARNESS, encoding="utf-8")
+    out = subprocess.run(
+        [luajit, str(script), *chunks], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [served, str(read)]
