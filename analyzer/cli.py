@@ -54,6 +54,11 @@ def _positive(text: str) -> float:
     return value
 
 
+def _port_default() -> int:
+    text = os.environ.get("CANARY_ANALYZER_HTTP_PORT", "")
+    return int(text) if text.isdigit() else 8080
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Examples kept as written; every option's default shown (where it has one)."""
 
@@ -166,7 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", help="cluster mode: kubeconfig (default: in-cluster)")
     run.add_argument("--lease-name", default="canary-analyzer", help="leader-election Lease")
     run.add_argument(
-        "--http-port", type=int, default=8080, help="/healthz /readyz /metrics; 0: off"
+        "--http-port",
+        type=int,
+        default=_port_default(),
+        help="/healthz /readyz /metrics; 0: off (default: $CANARY_ANALYZER_HTTP_PORT or 8080; "
+        "the image's health check asks the same port)",
     )
     run.add_argument(
         "--http-host",

@@ -7,12 +7,15 @@
 # is made anew rather than trusted or refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Debian packages the tests start: a real Prometheus, the Chromium that opens the report, and
-# LuaJIT (Envoy's Lua) that runs the documented access-log filter.
+# Debian packages the tests start: a real Prometheus, the Chromium that opens the report,
+# LuaJIT (Envoy's Lua) that runs the documented access-log filter, and buildah + mmdebstrap that
+# build the image on a Debian base (no registry is needed).
 missing=()
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v luajit >/dev/null || missing+=(luajit)
+command -v buildah >/dev/null || missing+=(buildah)
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
