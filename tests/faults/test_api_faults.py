@@ -106,6 +106,17 @@ def _consistent(api: KubeApi, c: RolloutController, name: str = "routed") -> dic
     return weights
 
 
+def notified_once(c: RolloutController, notes: Recorder) -> list[str]:
+    """Nothing was sent twice (per Idempotency-Key), and every decision the rollout announced
+    was sent, in the order decided (outage notices come between them); the actions sent, for
+    the test's own assertions."""
+    keys = [n.key for n in notes.sent]
+    assert len(set(keys)) == len(keys), "a notification was sent twice"
+    decided = [n.key for n in c.announced]
+    assert [k for k in keys if k in set(decided)] == decided
+    return [n.decision.action for n in notes.sent]
+
+
 FAULTS: dict[str, Fault] = {
     "500s": Fault("status", times=10**6, status=500, path="/routed"),
     "503s on writes": Fault("status", times=10**6, status=503, path="/routed", method="PATCH"),
@@ -133,7 +144,7 @@ def test_an_api_outage_mid_rollout_waits_and_resumes(name: str, long_log: Path) 
     actions = [d.action for d in c.decisions]
     assert actions[0] == "start" and actions[-1] == "promote", actions
     assert "error" not in actions and "rollback" not in actions
-    said = [n.decision.action for n in notes.sent]
+    said = notified_once(c, notes)
     assert said.count("degraded") == 1 and said.count("recovered") == 1, said
     assert said.index("degraded") < said.index("recovered")
     assert said.count("promote") == 1  # nothing decided twice
@@ -152,7 +163,7 @@ def test_a_blip_is_retried_without_paging_anyone(long_log: Path) -> None:
     _, [(clean, _)] = _run(long_log, lambda api, i: None)
     api, [(c, notes)] = _run(long_log, blip)
     assert len(api.faulted) == 3
-    assert [n.decision.action for n in notes.sent] == [d.action for d in clean.decisions]
+    assert notified_once(c, notes) == [d.action for d in clean.decisions]
     late = [b.at - a.at for a, b in zip(clean.decisions, c.decisions, strict=True)]
     assert all(0 <= d <= 2 * clean.spec.analysis.interval.real for d in late), late
 
@@ -165,7 +176,8 @@ def test_a_409_storm_is_outlasted(long_log: Path) -> None:
         if i == 3000:
             api.inject(Fault("status", times=10, status=409, path="/routed", method="PATCH"))
 
-    api, [(c, _)] = _run(long_log, storm)
+    api, [(c, notes)] = _run(long_log, storm)
+    notified_once(c, notes)
     assert sum(1 for kind, method, _ in api.faulted if method == "PATCH") == 10
     assert c.error is None
     assert [d.action for d in c.decisions][-1] == "promote"
@@ -188,7 +200,8 @@ def test_a_deleted_and_recreated_object_is_adopted(with_state: bool, long_log: P
             obj["metadata"].pop("resourceVersion", None)
             api.put(obj)
 
-    api, [(c, _)] = _run(long_log, recreate)
+    api, [(c, notes)] = _run(long_log, recreate)
+    notified_once(c, notes)
     actions = [d.action for d in c.decisions]
     assert c.error is None and actions[-1] == "promote", actions
     assert actions.count("start") == (1 if with_state else 2)
@@ -206,7 +219,9 @@ def test_one_objects_outage_leaves_the_other_rule_alone(long_log: Path) -> None:
             api.heal()
 
     _, [(clean, _)] = _run(long_log, lambda api, i: None, ("routed-b",))
-    api, [(a, _), (b, _)] = _run(long_log, fault, ("routed-a", "routed-b"))
+    api, [(a, a_notes), (b, b_notes)] = _run(long_log, fault, ("routed-a", "routed-b"))
+    notified_once(a, a_notes)
+    assert notified_once(b, b_notes) == [d.action for d in clean.decisions]
     assert all("/routed-a" in path for _, _, path in api.faulted)
     assert [(d.at, d.action) for d in b.decisions] == [(d.at, d.action) for d in clean.decisions]
     assert a.decisions[-1].action == "promote" and a.error is None
