@@ -6,7 +6,8 @@ a real Prometheus, the Kubernetes API emulator, a webhook receiver) and `canary-
 (interval 1 s, failureThreshold 2) and sends live gateway traffic in which the canary is x1.4
 slower, until the rollout is rolled back. Per run, in wall time:
   line -> PATCH:   from the line that made the evidence conclusive being produced to Kafka, to
-                   the rollback PATCH as the API emulator received it. That line is the last
+                   the rollback PATCH as the API emulator received it (the first write whose
+                   state says RolledBack). That line is the last
                    one of the concluding judgment's interval: the judgment's time is the end of
                    its interval, and the gateway stamps each line with the wall time it sends it
                    at (within its 0.1 s batch), so the line left within 0.1 s before that time;
@@ -70,12 +71,26 @@ def _one_run(w: World, i: int, clock_offset: float) -> tuple[float, float, float
         d["at"] for d in state["history"] if d["action"] in ("hold", "rollback") and d["checks"]
     )
     concluded = max(d["at"] for d in state["history"] if d["action"] == "rollback")
-    patch_at = max(
-        t for (_, key), t in zip(w.api.writes, w.api.write_times, strict=True) if key[4] == name
-    )
+    patch_at = _rollback_patch(w, name, rule)
     hook = _rollback(w, rule, seen)
     assert hook is not None, f"run {i}: no rollback notification within 15 s"
     return patch_at - concluded, hook + clock_offset - concluded, patch_at - first_fail
+
+
+def _rollback_patch(w: World, name: str, rule: str) -> float:
+    """Wall time of the PATCH that wrote the rollback: the first write of the object whose
+    state says RolledBack (a finished rollout writes once more when its notifications have
+    settled, so the last write is not it). The object's writes are the last entries of its
+    changelog: it was put once, before the daemon wrote anything."""
+    times = [
+        t for (_, key), t in zip(w.api.writes, w.api.write_times, strict=True) if key[4] == name
+    ]
+    changes = [obj for _, _, key, obj in w.api.changelog if key[4] == name][-len(times) :]
+    for at, obj in zip(times, changes, strict=True):
+        raw = obj["metadata"].get("annotations", {}).get(f"canary-analyzer.io/rollout.{rule}")
+        if raw and json.loads(raw).get("phase") == "RolledBack":
+            return at
+    raise SystemExit(f"{name}: no write of the rollback")
 
 
 def _rollback(w: World, rule: str, seen: int) -> float | None:
