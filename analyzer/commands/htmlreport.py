@@ -135,17 +135,28 @@ def render(doc: dict[str, Any], recorder: JudgmentRecorder, png_dir: Path | None
     return "\n".join(parts)
 
 
+def recorder_if_asked(report: str | None, png_dir: str | None) -> JudgmentRecorder | None:
+    """A recorder when a report is asked for, after checking that it can be drawn (before the
+    replay, not after minutes of it); None when none is."""
+    if not (report or png_dir):
+        return None
+    require_plots()
+    return JudgmentRecorder()
+
+
 def write_report(
-    path: Path | None, png_dir: Path | None, doc: dict[str, Any], recorder: JudgmentRecorder
+    report: str | None, png_dir: str | None, doc: dict[str, Any], recorder: JudgmentRecorder
 ) -> list[str]:
     """Write what was asked for; the files written, for the summary and ``--json``."""
-    page = render(doc, recorder, png_dir)
+    pngs = Path(png_dir) if png_dir else None
+    page = render(doc, recorder, pngs)
     written = []
-    if path is not None:
+    if report:
+        path = Path(report)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")
         written.append(str(path))
-    if png_dir is not None:
-        pngs = [png_dir / f"{r['name']}.png" for r in doc["rollouts"]]
-        written += [str(p) for p in [*pngs, png_dir / "events.png"] if p.exists()]
+    if pngs is not None:
+        files = [pngs / f"{r['name']}.png" for r in doc["rollouts"]]
+        written += [str(p) for p in [*files, pngs / "events.png"] if p.exists()]
     return written

@@ -37,6 +37,10 @@ estimate does): an interval that reaches past it is cut, so a wide first look do
 the rest."""
 
 
+def _finite(x: float | None) -> float:
+    return float(x) if x is not None and math.isfinite(x) else math.nan
+
+
 def _minutes(at: float, origin: float) -> float:
     return (at - origin) / 60.0
 
@@ -123,9 +127,9 @@ def _check(ax: Axes, name: str, judgments: Sequence[Judgment], origin: float) ->
             bound = c.get("bound") if c.get("bound") is not None else bound
             xs.append(_minutes(j.at, origin))
             effect.append(float(c["effect"]))
-            ci = c.get("ci")
-            lo.append(float(ci[0]) if ci else math.nan)
-            hi.append(float(ci[1]) if ci else math.nan)
+            ci = c.get("ci") or (math.nan, math.nan)
+            lo.append(_finite(ci[0]))  # an open end (an inf) is not drawn, not drawn forever
+            hi.append(_finite(ci[1]))
     centre = 1.0 if kind == "ratio" else 0.0
     if xs:
         ax.fill_between(xs, lo, hi, color="#1f77b4", alpha=0.2, lw=0, label="interval")
@@ -151,14 +155,19 @@ def _pvalues(
     floor = 1e-12  # a p of 0 is drawn at the floor, not dropped from a log axis
     for i, name in enumerate(check_names):
         colour = f"C{i % 10}"
-        for key, style, side in (("p_value", "-", "harm"), ("p_within", ":", "within")):
+        # Harm decides on the familywise-corrected p: that is the one drawn against alpha.
+        for keys, style, side in (
+            (("p_adjusted", "p_value"), "-", "harm (corrected)"),
+            (("p_within",), ":", "within"),
+        ):
             xs, ps = [], []
             for j in judgments:
                 for c in j.checks:
-                    if c["name"] == name and c.get(key) is not None:
+                    p = next((c[k] for k in keys if c.get(k) is not None), None)
+                    if c["name"] == name and p is not None:
                         alpha = float(c.get("alpha") or 0.01)
                         xs.append(_minutes(j.at, origin))
-                        ps.append(max(float(c[key]), floor))
+                        ps.append(max(float(p), floor))
             if xs:
                 ax.plot(xs, ps, style, color=colour, lw=1.1, label=f"{name} {side}")
     if alpha is not None:

@@ -8,7 +8,6 @@ Must not: decide, judge or print anything; it copies what it is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,5 +68,4 @@ def fanout(*listeners: JudgmentListener | None) -> JudgmentListener | None:
         for listener in present:
             listener(c, now, verdict)
 
-    combined: Callable[[RolloutController, float, Verdict], None] = call
-    return combined
+    return call

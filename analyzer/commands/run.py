@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from analyzer.commands.htmlreport import require_plots, write_report
+from analyzer.commands.htmlreport import recorder_if_asked, write_report
 from analyzer.commands.recorder import JudgmentRecorder, fanout
 from analyzer.commands.report import Progress, ProgressListener, clock, events_line, print_summary
 from analyzer.config import LoadedRule
@@ -228,10 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     rules = load_rule_files(args.rules)
-    report, pngs = args.report, args.report_png
-    recorder = JudgmentRecorder() if report or pngs else None
-    if recorder is not None:
-        require_plots()  # before the replay, not after minutes of it
+    recorder = recorder_if_asked(args.report, args.report_png)
     run = asyncio.run(
         run_file(rules, args.events, args.dry_run, None, args.max_event_skew, recorder=recorder)
     )
@@ -246,9 +243,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         "backtest_failed": failed,
     }
     if recorder is not None:
-        doc["report"] = write_report(
-            Path(report) if report else None, Path(pngs) if pngs else None, doc, recorder
-        )
+        doc["report"] = write_report(args.report, args.report_png, doc, recorder)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     else:

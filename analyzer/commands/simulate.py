@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from analyzer.commands.htmlreport import require_plots, write_report
+from analyzer.commands.htmlreport import recorder_if_asked, write_report
 from analyzer.commands.recorder import JudgmentRecorder, fanout
 from analyzer.commands.report import Progress, ProgressListener, print_summary
 from analyzer.commands.run import (
@@ -143,9 +143,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"demo: rules and manifest copied to {demo}{kept}", file=out)
         rule_paths = [str(demo / "rule.yaml")]
     rules = load_rule_files(rule_paths)
-    recorder = JudgmentRecorder() if args.report or args.report_png else None
-    if recorder is not None:
-        require_plots()
+    recorder = recorder_if_asked(args.report, args.report_png)
     if args.dry_run:
         print(DRY_RUN_BANNER, file=out)
     with tempfile.TemporaryDirectory(prefix="canary-analyzer-simulate-") as scratch:
@@ -161,12 +159,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "backtest_failed": failed,
     }
     if recorder is not None:
-        doc["report"] = write_report(
-            Path(args.report) if args.report else None,
-            Path(args.report_png) if args.report_png else None,
-            doc,
-            recorder,
-        )
+        doc["report"] = write_report(args.report, args.report_png, doc, recorder)
     print(file=out)
     print_summary(rollouts, out)
     for path in doc.get("report", ()):
