@@ -38,12 +38,10 @@ from analyzer.rollout import machine
 from analyzer.rollout.backoff import Backoff
 from analyzer.rollout.guards import (
     data_quality_refusal,
-    not_taken,
-    outside_edit,
     targets_after,
     warmup_verdict,
 )
-from analyzer.rollout.machine import COMMANDS, Announce, Command, RolloutAction
+from analyzer.rollout.machine import Announce, Command, RolloutAction
 from analyzer.rollout.state import Decision, RolloutState, annotation_key, revision
 from analyzer.rollout.weights import WeightError, limits_for
 from analyzer.routers.base import (
@@ -55,10 +53,10 @@ from analyzer.routers.base import (
     TransientRouterError,
     command_key,
 )
-from analyzer.runtime.actuation import not_following
 from analyzer.runtime.announce import Announcer, gates_refusal
 from analyzer.runtime.outage import OutageNotices
 from analyzer.runtime.outbox import Outbox, watermark
+from analyzer.runtime.reactions import Reactions
 from analyzer.sources.metrics import MetricsSource, NoMetricsSource
 from analyzer.stats.histogram import IntArray
 
@@ -68,7 +66,7 @@ JudgmentListener = Callable[["RolloutController", float, Verdict], None]
 MAX_CONFLICT_RETRIES = 3
 
 
-class RolloutController(OutageNotices, Outbox):
+class RolloutController(OutageNotices, Outbox, Reactions):
     def __init__(
         self,
         loaded: LoadedRule,
@@ -303,46 +301,6 @@ class RolloutController(OutageNotices, Outbox):
             return
         self._gate_refusal = None
         await self._apply(obj, state, actions, {})
-
-    async def _react(self, obj: RoutedObject, now: float) -> bool:
-        """Humans first: a command annotation, or weights someone else changed, or traffic
-        that does not follow the weights (a pause). True when one was handled."""
-        assert self.state is not None
-        raw = obj.annotations.get(command_key(self.name))
-        override = machine.parse_command(raw, command_key(self.name)) if raw else None
-        if raw and override is None:
-            self._log.warning("unknown_command", command=raw, known=list(COMMANDS))
-        if override is not None:
-            command, reason = override
-            state, actions = machine.on_command(self.state, command, now, reason)
-            await self._try_apply(obj, state, actions, {command_key(self.name): None})
-            return True
-        why = (
-            outside_edit(self.state, obj.targets, obj.inconsistency)
-            or not_taken(self.state, obj.refusal)
-            or (self.traffic_follows and await not_following(self, now))
-        )
-        if why:
-            state, actions = machine.on_command(self.state, "pause", now, why)
-            await self._try_apply(obj, state, actions, {})
-            return True
-        return False
-
-    async def on_object_change(self, obj: RoutedObject, now: float) -> None:
-        """A watch event: react to human edits and commands at once, not at the next look."""
-        if self.state is None or self.state.finished or self.error is not None or self.retired:
-            return
-        if obj.version == self.last_seen_version:
-            return
-        self.last_seen_version = obj.version
-        if self.backoff.outage is not None:
-            await self._guarded(self._resume, now)  # the API answers again: resume at once
-            return
-
-        async def react(at: float) -> None:
-            await self._react(obj, at)
-
-        await self._guarded(react, now)
 
     async def _evidence(self, now: float) -> Evidence:
         """The rollout's evidence so far: the windows of every step (access-log checks pool
