@@ -6,24 +6,11 @@ Must not: decide a rollout's next step, or read a clock (``now`` is passed in).
 
 from __future__ import annotations
 
-from typing import Any
-
-from analyzer.notify.base import Notifier
-from analyzer.rollout.backoff import Backoff
-from analyzer.rollout.state import RolloutState
-from analyzer.runtime.announce import Announcer
+from analyzer.runtime.parts import ControllerParts
 
 
-class OutageNotices:
+class OutageNotices(ControllerParts):
     """The controller's outage handling (a mixin over its attributes)."""
-
-    backoff: Backoff
-    notifier: Notifier
-    announcer: Announcer
-    state: RolloutState | None
-    error: str | None
-    next_judgment_at: float | None
-    _log: Any
 
     async def _fail(self, message: str, now: float) -> None:
         """Stop acting on this rule and tell people: a rollout that cannot act is an incident."""

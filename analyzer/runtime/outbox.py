@@ -14,15 +14,12 @@ Must not: decide anything, or read a clock (``now`` is passed in).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
-from analyzer.notify.base import Notification, Notifier
-from analyzer.rollout.backoff import Backoff
-from analyzer.rollout.machine import RolloutAction
+from analyzer.notify.base import Notification
 from analyzer.rollout.state import Decision, RolloutState
-from analyzer.routers.base import RoutedObject, TrafficRouter
-from analyzer.runtime.announce import Announcer
+from analyzer.runtime.parts import ControllerParts
 
 
 def watermark(
@@ -47,27 +44,8 @@ def to_resend(state: RolloutState, announced: Sequence[Notification]) -> list[De
     ]
 
 
-class Outbox:
+class Outbox(ControllerParts):
     """The controller's outbox (a mixin over its attributes and its guarded writes)."""
-
-    state: RolloutState | None
-    notifier: Notifier
-    announcer: Announcer
-    outbox: list[Notification]
-    router: TrafficRouter
-    backoff: Backoff
-    error: str | None
-    retired: bool
-
-    async def _guarded(self, attempt: Callable[[float], Awaitable[object]], now: float) -> None: ...
-
-    async def _apply(
-        self,
-        obj: RoutedObject,
-        state: RolloutState,
-        actions: list[RolloutAction],
-        extra: dict[str, str | None],
-    ) -> None: ...
 
     async def _resend(self, adopted: RolloutState) -> None:
         """Send the adopted state's decisions that may not have gone out."""

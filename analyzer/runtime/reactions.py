@@ -7,44 +7,21 @@ Must not: judge, or read a clock (``now`` is passed in).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from analyzer.rollout import machine
-from analyzer.rollout.backoff import Backoff
 from analyzer.rollout.guards import not_taken, outside_edit
-from analyzer.rollout.machine import COMMANDS, RolloutAction
-from analyzer.rollout.state import RolloutState
+from analyzer.rollout.machine import COMMANDS
 from analyzer.routers.base import RoutedObject, command_key
 from analyzer.runtime.actuation import not_following
+from analyzer.runtime.parts import ControllerParts
 
 if TYPE_CHECKING:
     from analyzer.runtime.controller import RolloutController
 
 
-class Reactions:
+class Reactions(ControllerParts):
     """The controller's reactions to others (a mixin over its attributes and its writes)."""
-
-    name: str
-    state: RolloutState | None
-    traffic_follows: bool
-    backoff: Backoff
-    error: str | None
-    retired: bool
-    last_seen_version: str | None
-    _log: Any
-
-    async def _guarded(self, attempt: Callable[[float], Awaitable[object]], now: float) -> None: ...
-
-    async def _resume(self, now: float) -> None: ...
-
-    async def _try_apply(
-        self,
-        obj: RoutedObject,
-        state: RolloutState,
-        actions: list[RolloutAction],
-        extra: dict[str, str | None],
-    ) -> None: ...
 
     async def _react(self, obj: RoutedObject, now: float) -> bool:
         """Humans first: a command annotation, or weights someone else changed, or traffic
