@@ -14,6 +14,7 @@ import base64
 import html
 import importlib
 import io
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,11 +123,8 @@ def render(doc: dict[str, Any], recorder: JudgmentRecorder, png_dir: Path | None
             if png_dir is not None:
                 _png(fig, png_dir / f"{name}.png")
         parts.append(_decision_table(decisions))
-    unattributed: dict[str, int] = {}
-    for r in doc["rollouts"]:
-        for k, v in (r.get("unattributed") or {}).items():
-            unattributed[k] = unattributed.get(k, 0) + int(v)
-    fig = plots.events_figure(doc["events"], unattributed)
+    unattributed = sum((Counter(r.get("unattributed") or {}) for r in doc["rollouts"]), Counter())
+    fig = plots.events_figure(doc["events"], dict(unattributed))
     parts.append("<h2>access-log lines</h2>")
     parts.append(f'<img class="events-plot" alt="lines by outcome" src="{_svg(fig)}">')
     if png_dir is not None:

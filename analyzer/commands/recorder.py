@@ -20,14 +20,10 @@ class Judgment:
     """One look at one rollout: where it stood and what each check said."""
 
     at: float
-    step: int
     canary_percent: int
-    n_baseline: int
-    n_canary: int
     step_started_at: float
     evidence_from: float
     """The step's warm-up ends here: events before it are counted, not evidence."""
-    status: str
     checks: tuple[dict[str, Any], ...]
 
 
@@ -44,13 +40,9 @@ class JudgmentRecorder:
         self.judgments.setdefault(c.name, []).append(
             Judgment(
                 at=now,
-                step=s.step,
                 canary_percent=s.canary_percent,
-                n_baseline=w.baseline.requests,
-                n_canary=w.canary.requests,
                 step_started_at=s.step_started_at,
                 evidence_from=w.evidence_from,
-                status=str(verdict.status),
                 checks=tuple(r.to_json() for r in verdict.checks),
             )
         )
